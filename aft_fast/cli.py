@@ -1,0 +1,18 @@
+"""``aft-fast``: the command-line driver. Each command lives in :mod:`aft_fast.commands`."""
+import click
+
+from aft_fast.commands.info import info
+
+COMMANDS = [info]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def main():
+    """Adversarial training and fine-tuning (AFT) with fused C++/CUDA attack ops."""
+
+
+for command in COMMANDS:
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The CLI's commands, one small module each; :mod:`aft_fast.cli` assembles them."""

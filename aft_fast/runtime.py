@@ -1,0 +1,55 @@
+"""Where a run executes and what it ran on: device choice and the environment stamp every JSON
+result carries (device, torch, commit), so a figure always says where it came from."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+
+import torch
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` = CUDA when available, else CPU. A CUDA request without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is visible; use --device cpu or auto")
+    return dev
+
+
+def git_commit() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
+                             capture_output=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               text=True, capture_output=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def environment(device: torch.device | str = "cpu") -> dict:
+    """The stamp written into every JSON result."""
+    from aft_fast import __version__, ops
+
+    return {
+        "device": device_name(device),
+        "device_type": torch.device(device).type,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "aft_fast": __version__,
+        "compiled_ops": ops.has_compiled_ops(),
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,23 @@
+#include <torch/library.h>
+
+#include "ops/cpu/elementwise.h"
+#include "ops/step_math.h"
+
+namespace aft_fast {
+namespace {
+
+void delta_step_cpu(at::Tensor& delta, const at::Tensor& grad, const at::Tensor& x, double eps,
+                    double alpha, double lo, double hi, const c10::optional<at::Tensor>& eps_n,
+                    const c10::optional<at::Tensor>& alpha_n,
+                    const c10::optional<at::Tensor>& x_adv) {
+  check_box("delta_step_", lo, hi);
+  const OpArgs a = make_args("delta_step_", delta, "delta", x, "x", grad, eps, alpha, eps_n,
+                             alpha_n, x_adv, "x_adv");
+  cpu::run(a, math::DeltaStep{float(lo), float(hi)}, "delta_step_");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(aft_fast, CPU, m) { m.impl("delta_step_", &delta_step_cpu); }
+
+}  // namespace aft_fast
