@@ -106,12 +106,14 @@ def _check_scalar(name: str, v, x: torch.Tensor, minimum: float | None = 0.0) ->
             raise ValueError(f"per-sample {name} needs the batch dimension outermost in memory; "
                              f"got strides {tuple(x.stride())}")
         v = v.to(torch.float32).contiguous()
-        if v.device.type == "cpu" and minimum is not None and bool((v < minimum).any()):
-            raise ValueError(f"{name} must be >= {minimum} for every sample")
+        # A value check needs the values: done on CPU tensors only (on CUDA it would sync).
+        if (v.device.type == "cpu" and minimum is not None and not torch.compiler.is_compiling()
+                and bool((v < minimum).any())):
+            raise ValueError(f"{name} must be >= {minimum:g} for every sample")
         return 0.0, v
     v = float(v)
     if not math.isfinite(v) or (minimum is not None and v < minimum):
-        raise ValueError(f"{name} must be a finite number >= {minimum}, got {v}")
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {v}")
     return v, None
 
 
