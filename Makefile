@@ -9,7 +9,7 @@ export MAX_JOBS
 .PHONY: install test bench demo clean
 
 install:
-	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel
+	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
 	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali]"
 	$(PY) -c "import aft_fast.ops as o; b = o.build_info(); assert b['compiled'], b; print('aft_fast ops:', b)"
 

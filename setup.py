@@ -111,7 +111,7 @@ setup(
         "test": ["pytest>=8", "pytest-benchmark>=4"],
         "dali": ["nvidia-dali-cuda130>=1.40"],
         "eval": ["torchattacks>=3.5,<4"],
-        "build": ["ninja>=1.11", "pybind11>=2.12"],
+        "build": ["ninja>=1.11", "pybind11>=2.12", "cmake>=3.26"],
     },
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
