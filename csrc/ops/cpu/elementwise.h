@@ -5,8 +5,9 @@
 // in place), then the op's chunk function runs the element math over float arrays. That chunk
 // function is compiled several times (AFT_CPU_CLONES: AVX-512, AVX2, baseline) and the loader
 // picks the widest the CPU supports, so the branch-free loop is vectorised at full width without
-// building the whole library for one instruction set. Float conversions stay in this baseline
-// code, so no c10 inline function is ever compiled for a wider ISA (no ODR hazard).
+// building the whole library for one instruction set. Only functions are cloned: inline functions
+// they call are inlined into each clone or called in their baseline build, so no out-of-line copy
+// compiled for a wider ISA can leak into baseline callers (the hazard of per-file -mavx2 flags).
 #pragma once
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -49,19 +50,17 @@ template <class Op>
 using ChunkFn = void (*)(const Op&, const float*, const float*, const float*, float, float,
                          uint64_t, int64_t, float*, float*);
 
-template <typename T>
-inline void to_float(const T* src, int64_t n, float* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
-}
-template <typename T>
-inline void from_float(const float* src, int64_t n, T* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
-}
+// 16-bit <-> float conversions (convert.cpp, per-ISA clones).
+void to_float(const c10::Half* src, int64_t n, float* dst);
+void to_float(const c10::BFloat16* src, int64_t n, float* dst);
+void from_float(const float* src, int64_t n, c10::Half* dst);
+void from_float(const float* src, int64_t n, c10::BFloat16* dst);
 
 // A float view of `n` elements at `at` of a stream: the memory itself for float32, else `buf`.
 inline const float* load_kind(const void* p, Kind k, int64_t at, int64_t n, float* buf) {
   switch (k) {
-    case kF32: return static_cast<const float*>(p) + at;
+    case kF32:
+      return static_cast<const float*>(p) + at;
     case kF16: to_float(static_cast<const c10::Half*>(p) + at, n, buf); break;
     case kBF16: to_float(static_cast<const c10::BFloat16*>(p) + at, n, buf); break;
   }
