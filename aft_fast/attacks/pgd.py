@@ -1,0 +1,146 @@
+"""The PGD loop: the product this engine is timed on.
+
+One iteration = forward, input-gradient backward, one fused `ops.pgd_step_`. What makes it fast:
+- gradients w.r.t. the input only (`torch.autograd.grad(loss, x_in)`): no parameter gradient is
+  computed or stored during attack steps;
+- an fp32 master `x_adv` and, under autocast, a bf16/fp16 input copy written by the fused step
+  itself (`out=`), so mixed precision costs no separate cast pass;
+- the model's and the input's memory format are kept (channels_last stays channels_last);
+- no host synchronisation inside the loop (no `.item()`, no branching on tensor values).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from aft_fast import ops
+
+AMP_DTYPES = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+BN_MODES = ("eval", "train")
+# fp16 gradients of a small loss underflow; a constant scale keeps them representable. The
+# sign of a scaled gradient is the sign of the gradient, so nothing is ever unscaled.
+FP16_LOSS_SCALE = 1024.0
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """An l∞ PGD attack. eps/alpha in pixel units of [0, 1] images."""
+
+    eps: float
+    alpha: float
+    steps: int
+    restarts: int = 1
+    random_start: bool = True
+    amp: str | None = None  # None (fp32) | "bf16" | "fp16"
+    bn_mode: str = "eval"  # BatchNorm during the attack: eval (most references) or train
+
+    def __post_init__(self):
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+        if self.amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of none, bf16, fp16; got {self.amp!r}")
+        if self.bn_mode not in BN_MODES:
+            raise ValueError(f"bn_mode must be 'eval' or 'train', got {self.bn_mode!r}")
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return AMP_DTYPES[self.amp]
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module, bn_mode: str):
+    """BatchNorm/dropout in the attack's mode; the model's own flag is restored afterwards."""
+    was_training = model.training
+    model.train(bn_mode == "train")
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=None,
+               loss_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gradient of the summed loss w.r.t. `x_in` only, logits). `x_in` is used as a leaf."""
+    x_in = x_in.detach().requires_grad_(True)
+    with _autocast(x_in.device, amp_dtype):
+        logits = model(x_in)
+        loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
+    if amp_dtype == torch.float16:
+        loss = loss * FP16_LOSS_SCALE
+    (grad,) = torch.autograd.grad(loss, x_in)
+    return grad, logits.detach()
+
+
+def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torch.Tensor:
+    amp = cfg.amp_dtype
+    x_nat = x.detach().float() if x.dtype != torch.float32 else x.detach()
+    x_adv = x_nat.clone(memory_format=torch.preserve_format)
+    # Under autocast the forward reads a low-precision copy the fused op keeps up to date.
+    x_in = torch.empty_like(x_adv, dtype=amp) if amp is not None else x_adv
+    if cfg.random_start and cfg.eps > 0:
+        ops.random_init_(x_adv, x_nat, cfg.eps, seed=seed, out=x_in if x_in is not x_adv else None)
+    elif x_in is not x_adv:
+        x_in.copy_(x_adv)
+    for _ in range(cfg.steps):
+        grad, _ = input_grad(model, x_in, y, amp, loss_fn)
+        with torch.no_grad():
+            ops.pgd_step_(x_adv, grad, x_nat, cfg.eps, cfg.alpha,
+                          out=x_in if x_in is not x_adv else None)
+    return x_adv
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, *,
+        generator: torch.Generator | None = None, loss_fn=None) -> torch.Tensor:
+    """PGD-k adversarial examples for images `x` in [0, 1] (fp32, x's layout, detached).
+
+    With `restarts > 1`, each example keeps its worst case: misclassified beats correct, then
+    higher loss. Parameters receive no gradient.
+    """
+    if x.dim() == 0 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same batch size, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if cfg.steps == 0 and not cfg.random_start or cfg.eps == 0:
+        return x.detach().float().clone(memory_format=torch.preserve_format)
+    seeds = [ops.draw_seed(generator) if cfg.random_start else None for _ in range(cfg.restarts)]
+    with attack_mode(model, cfg.bn_mode):
+        best = None
+        for seed in seeds:
+            x_adv = _run_once(model, x, y, cfg, seed, loss_fn)
+            if cfg.restarts == 1:
+                return x_adv
+            with torch.no_grad(), _autocast(x.device, cfg.amp_dtype):
+                logits = model(x_adv).float()
+            loss = F.cross_entropy(logits, y, reduction="none")
+            wrong = logits.argmax(1) != y
+            if best is None:
+                best, best_wrong, best_loss = x_adv, wrong, loss
+                continue
+            # Replace where the new run is strictly worse for the model.
+            take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))
+            torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best, out=best)
+            best_wrong, best_loss = best_wrong | wrong, torch.where(take, loss, best_loss)
+        return best
+
+
+def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, *,
+            amp: str | None = None, bn_mode: str = "eval",
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """FGSM with a random start (Wong et al. 2020, "Fast is better than free"): one PGD step from
+    a uniform point in the ball, projected back into it."""
+    return pgd(model, x, y, AttackConfig(eps, alpha, steps=1, amp=amp, bn_mode=bn_mode),
+               generator=generator)

@@ -1,0 +1,5 @@
+"""Models that take [0, 1] images (normalisation inside): torchvision archs by name, CIFAR
+PreAct ResNet-18 / WideResNets, a small MNIST CNN; local weight files only."""
+from aft_fast.models.normalize import Normalized  # noqa: F401
+from aft_fast.models.registry import build, list_archs, unwrap  # noqa: F401
+from aft_fast.models.weights import read_state_dict  # noqa: F401
