@@ -53,3 +53,12 @@ def environment(device: torch.device | str = "cpu") -> dict:
         "python": platform.python_version(),
         "cpu_threads": torch.get_num_threads(),
     }
+
+
+def synced_clock(device: torch.device | str) -> float:
+    """perf_counter after the device has finished its queued work: honest timings on a GPU."""
+    import time
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

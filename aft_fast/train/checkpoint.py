@@ -1,0 +1,85 @@
+"""One checkpoint file holds everything needed to use the model or to resume its run exactly:
+
+    {"format": "aft_fast.checkpoint/1", "arch", "num_classes", "in_channels", "input_size",
+     "mean", "std", "model" (state_dict of the plain network), "method", "config", "epoch",
+     "optimizer", "scaler", "schedule", "rng", "metrics", "best"}
+
+Written atomically (temporary file + rename): a killed run leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from aft_fast.io import save_torch
+from aft_fast.models import build, unwrap
+from aft_fast.models.weights import CHECKPOINT_FORMAT
+
+
+def rng_state() -> dict:
+    """Every RNG a run draws from, in types `torch.load(weights_only=True)` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_meta(model: nn.Module, arch: str, num_classes: int, input_size: int) -> dict:
+    net = unwrap(model)
+    return {"format": CHECKPOINT_FORMAT, "arch": arch, "num_classes": num_classes,
+            "in_channels": int(net.mean.shape[1]), "input_size": input_size,
+            "mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist()}
+
+
+def save_checkpoint(path, *, model, arch, num_classes, input_size, method, config, epoch,
+                    optimizer=None, scaler=None, schedule=None, metrics=None, best=None):
+    ckpt = model_meta(model, arch, num_classes, input_size)
+    ckpt.update(model={k: v.detach().cpu() for k, v in unwrap(model).model.state_dict().items()},
+                method=method, config=config, epoch=epoch,
+                optimizer=optimizer.state_dict() if optimizer is not None else None,
+                scaler=scaler.state_dict() if scaler is not None else None,
+                schedule=schedule.state_dict() if schedule is not None else None,
+                rng=rng_state(), metrics=metrics or {}, best=best)
+    return save_torch(ckpt, path)
+
+
+def read_checkpoint(path) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--checkpoint {path}: no such file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"--checkpoint {path}: not an aft_fast checkpoint (for a plain "
+                         "state_dict use --weights with --arch)")
+    return ckpt
+
+
+def load_checkpoint(path, device="cpu") -> nn.Module:
+    """The model in `path`, in eval mode, taking [0, 1] images."""
+    ckpt = read_checkpoint(path)
+    model = build(ckpt["arch"], ckpt["num_classes"], in_channels=ckpt["in_channels"],
+                  mean=ckpt["mean"], std=ckpt["std"])
+    model.model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def export_torchvision(path, out) -> str:
+    """Write the plain network's state_dict (loadable by torchvision's `model.load_state_dict`)."""
+    ckpt = read_checkpoint(path)
+    save_torch(ckpt["model"], out)
+    return str(out)

@@ -1,0 +1,130 @@
+"""From options to a finished run: the one place the CLI, the demo and the MNIST reproduction
+turn a configuration into data, model, method, optimizer, schedule and a call to `fit`."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from aft_fast import distributed
+from aft_fast.attacks import AttackConfig
+from aft_fast.data import make_loaders
+from aft_fast.models import build
+from aft_fast.runtime import pick_device
+from aft_fast.train.loop import fit
+from aft_fast.train.methods import METHODS, make_method
+from aft_fast.train.schedules import make_schedule
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainOptions:
+    method: str = "aft"
+    arch: str = "small_cnn"
+    data: str = "mnist5k"
+    out: str = "runs/aft"
+    weights: str | None = None
+    replace_head: bool = False
+    allow_scratch: bool = False
+    epochs: float | None = None  # None: the method's default (divided by replays for Free AT)
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str | None = None
+    schedule_params: dict | None = None
+    eps: float = 0.3
+    alpha: float | None = None
+    steps: int = 10
+    replays: int | None = None
+    eval_steps: int = 20
+    eval_max_batches: int | None = None
+    amp: str = "none"
+    bn_mode: str = "eval"
+    channels_last: bool = False
+    compile: bool = False
+    loader: str = "pytorch"
+    image_size: int | None = None
+    workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    co_guard: bool = False
+    log_every: int = 50
+    quiet: bool = False
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+
+
+def train(opts: TrainOptions) -> dict:
+    """Run one training job; returns fit's summary plus the run directory."""
+    if opts.method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}; got {opts.method!r}")
+    if opts.eps < 0:
+        raise ValueError(f"--eps must be >= 0, got {opts.eps}")
+    cls = METHODS[opts.method]
+    if cls.needs_weights and not opts.weights and not opts.allow_scratch:
+        raise ValueError(f"--method {opts.method} fine-tunes a pretrained model: pass --weights "
+                         "PATH (a local torchvision state_dict or an aft_fast checkpoint), or "
+                         "--allow-scratch to fine-tune random weights anyway")
+    seed_everything(opts.seed)
+    dist, device = distributed.setup(pick_device(opts.device))
+    loaders = make_loaders(opts.data, batch_size=opts.batch_size, loader=opts.loader,
+                           image_size=opts.image_size, device=device, workers=opts.workers,
+                           seed=opts.seed, rank=dist.rank, world_size=dist.world_size,
+                           channels_last=opts.channels_last, eval_batch_size=opts.eval_batch_size)
+    spec = loaders.spec
+    model = build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
+                  replace_head=opts.replace_head).to(device)
+    if opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = make_method(opts.method, eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
+                         amp=None if opts.amp == "none" else opts.amp, bn_mode=opts.bn_mode,
+                         replays=opts.replays)
+    epochs = opts.epochs if opts.epochs is not None else method.epochs
+    epochs = max(1, math.ceil(epochs / method.replays)) if opts.epochs is None else epochs
+    optimizer = make_optimizer(opts.optimizer or method.optimizer, model.parameters(),
+                               opts.lr or method.lr, opts.momentum, opts.weight_decay)
+    schedule = make_schedule(opts.schedule or method.schedule, opts.lr or method.lr, epochs,
+                             **(opts.schedule_params or {}))
+    ddp = distributed.wrap(model, dist, device)
+    net = torch.compile(ddp) if opts.compile else ddp
+    eval_attack = AttackConfig(opts.eps, 2.5 * opts.eps / max(opts.eval_steps, 1), opts.eval_steps)
+    config = {**asdict(opts), "epochs": epochs, "resolved": {
+        "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
+        "schedule": schedule.name, "alpha": method.alpha, "replays": method.replays,
+        "device": str(device), "world_size": dist.world_size}}
+    try:
+        summary = fit(method, model, loaders, arch=opts.arch, epochs=int(math.ceil(epochs)),
+                      optimizer=optimizer, schedule=schedule, run_dir=opts.out, device=device,
+                      eval_attack=eval_attack, amp=None if opts.amp == "none" else opts.amp,
+                      channels_last=opts.channels_last, resume=opts.resume,
+                      overwrite=opts.overwrite, log_every=opts.log_every, quiet=opts.quiet,
+                      eval_max_batches=opts.eval_max_batches, co_guard=opts.co_guard, dist=dist,
+                      ddp_model=net, config=config)
+    finally:
+        distributed.teardown()
+    return {**summary, "run_dir": opts.out, "config": config}
