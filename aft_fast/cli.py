@@ -2,8 +2,12 @@
 import click
 
 from aft_fast.commands.info import info
+from aft_fast.commands.demo import demo_command
+from aft_fast.commands.evaluate import eval_command
+from aft_fast.commands.schedule import schedule_command
+from aft_fast.commands.train import train_command
 
-COMMANDS = [info]
+COMMANDS = [info, train_command, eval_command, schedule_command, demo_command]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

@@ -37,3 +37,22 @@ json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False
 
 device_option = click.option("--device", default="auto", show_default=True,
                              help="auto, cpu, cuda or cuda:N.")
+
+
+class Fraction(click.ParamType):
+    """A number, or a fraction as papers write ε: ``8/255``."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        from aft_fast.evaluate import parse_eps
+
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            return parse_eps(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+FRACTION = Fraction()

@@ -119,7 +119,7 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
             stats = method.step(trainer, x, y, set_lr)
             sums += torch.stack([stats.loss_sum.double(), stats.correct.double(),
                                  torch.tensor(float(stats.n), dtype=torch.float64, device=device)])
-            if i % log_every == 0 and dist.is_main and not quiet and not show_bar:
+            if (i + 1) % log_every == 0 and dist.is_main and not quiet and not show_bar:
                 s = sums.tolist()
                 elapsed = synced_clock(device) - t_epoch
                 print(f"  epoch {epoch + 1} iter {i + 1}/{n_batches}: loss {s[0] / s[2]:.4f} "

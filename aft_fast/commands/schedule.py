@@ -1,0 +1,36 @@
+"""``aft-fast schedule``: print or plot any learning-rate schedule."""
+from __future__ import annotations
+
+import click
+import yaml
+
+from aft_fast.commands.common import json_option
+from aft_fast.io import write_json
+from aft_fast.train.plots import plot_schedule
+from aft_fast.train.schedules import SCHEDULES, make_schedule
+
+
+@click.command("schedule")
+@click.argument("name", type=click.Choice(list(SCHEDULES)))
+@click.option("--epochs", type=float, default=10, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--params", default="{}", help="YAML mapping of parameters, e.g. '{every: 2, gamma: 0.5}'.")
+@click.option("--points", type=int, default=11, show_default=True, help="Rows printed.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG.")
+@json_option
+def schedule_command(name, epochs, lr, params, points, plot, json_path):
+    """Show a learning-rate schedule (slow-start-fast-decay is AFT's)."""
+    parsed = yaml.safe_load(params) or {}
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("expected a YAML mapping", param_hint="--params")
+    try:
+        sched = make_schedule(name, lr, epochs, **parsed)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    rows = [(epochs * i / (points - 1), sched(epochs * i / (points - 1))) for i in range(points)]
+    for t, v in rows:
+        click.echo(f"epoch {t:7.3f}  lr {v:.6g}")
+    if plot:
+        plot_schedule(sched, plot)
+    if json_path:
+        write_json({"schedule": sched.state_dict(), "points": rows}, json_path)
