@@ -1,0 +1,87 @@
+"""The CLI through click's CliRunner: a tiny run, eval on its checkpoint, schedule, info, errors."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from aft_fast.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = CliRunner().invoke(main, [
+        "train", "--method", "natural", "--data", "mnist5k", "--epochs", "1", "--batch-size", "256",
+        "--eval-max-batches", "1", "--eval-steps", "2", "--eps", "0.1", "--out", str(out),
+        "--device", "cpu", "--quiet", "--optimizer", "adam", "--lr", "0.002"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_a_run(run_dir):
+    for f in ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt"):
+        assert (run_dir / f).exists()
+    row = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["epoch"] == 0 and row["train_acc"] > 0.2
+
+
+def test_eval_table_and_json(run_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, [
+        "eval", "--checkpoint", str(run_dir / "best.pt"), "--eps", "8/255", "--steps", "3",
+        "--restarts", "2", "--max-batches", "1", "--batch-size", "100", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["eps"] == pytest.approx(8 / 255) and report["n"] == 100
+    assert report["robust_acc"] <= report["clean_acc"]
+    assert "device" in report["environment"] and "| clean |" not in result.output.split("\n")[2]
+
+
+def test_config_yaml_fills_defaults_and_flags_win(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: natural\nepochs: 1\neps: 0.1\nbatch-size: 512\neval_max_batches: 1\n"
+                   "eval_steps: 1\nquiet: true\ndevice: cpu\n")
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    import yaml
+    args = yaml.safe_load((out / "args.yaml").read_text())
+    assert args["method"] == "natural" and args["batch_size"] == 512
+
+
+def test_config_unknown_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("methd: natural\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg)])
+    assert result.exit_code != 0 and "unknown option(s) methd" in result.output
+
+
+def test_schedule_plot(tmp_path):
+    png = tmp_path / "lr.png"
+    result = CliRunner().invoke(main, ["schedule", "step-lr", "--epochs", "10", "--lr", "0.1",
+                                       "--params", "{every: 2, gamma: 0.5}", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.stat().st_size > 1000 and "lr 0.05" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--method", "magic"], "Invalid value for '--method'"),
+    (["train", "--method", "aft", "--epochs", "1"], "pass --weights PATH"),
+    (["train", "--eps", "eight"], "fraction like 8/255"),
+    (["train", "--method", "natural", "--data", "/no/such/dir"], "--data must be one of"),
+    (["eval", "--checkpoint", "/no/such.pt", "--eps", "0.1"], "no such file"),
+])
+def test_cli_errors(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_info_lists_kernels(tmp_path):
+    out = tmp_path / "info.json"
+    result = CliRunner().invoke(main, ["info", "--json", str(out)])
+    assert result.exit_code == 0
+    build = json.loads(out.read_text())["build"]
+    if build["compiled"]:
+        assert "CPU kernels: yes" in result.output
+        assert ("CUDA kernels: yes" in result.output) == build["cuda_kernels"]
