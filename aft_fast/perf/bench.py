@@ -1,0 +1,144 @@
+"""`aft-fast bench`: the engine's PGD against the plain research-code way and torchattacks, side by
+side in one process, against the network-compute floor; and the training iteration of every
+method (PGD AT, Free AT, Fast AT, AFT) with the projected wall-clock of a full run."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+from typing import Callable
+
+import torch
+
+from aft_fast.attacks import pgd
+from aft_fast.attacks.pgd import input_grad
+from aft_fast.perf.timing import time_interleaved
+from aft_fast.perf.workload import Built, Workload, build_workload, load_plain_pgd
+from aft_fast.runtime import environment
+from aft_fast.train.methods import Trainer, make_method
+
+IMAGENET_TRAIN_IMAGES = 1_281_167
+METHOD_NAMES = ("pgd-at", "free-at", "fast-at", "aft")
+# Epochs of a full ImageNet run per method, used only for the projection. They are the methods'
+# usual ImageNet settings, written here as assumptions (not copied from Jeddi et al.'s Table 3,
+# which we could not consult): PGD AT the standard 90-epoch schedule; Free AT a budget of 92
+# epochs of replays, i.e. 92/m passes (Shafahi et al. 2019); Fast AT 15 epochs (Wong et al.
+# 2020); AFT 10 fine-tuning epochs of a pretrained model (its pretraining is not counted: the
+# point of AFT is that a natural model already exists). Override with --epochs METHOD=N.
+DEFAULT_EPOCHS = {"pgd-at": 90.0, "free-at": 92.0, "fast-at": 15.0, "aft": 10.0}
+ATTACK_VARIANTS = ("floor", "engine", "plain", "torchattacks")
+
+
+def has_torchattacks() -> bool:
+    return importlib.util.find_spec("torchattacks") is not None
+
+
+def attack_variants(b: Built, w: Workload, third_party: bool = True) -> dict[str, Callable]:
+    """The callables timed for the PGD loop. `floor` is one forward + input-gradient backward in
+    the engine's settings (one step's unavoidable network compute); the others run PGD-k."""
+    cfg = w.attack_config()
+    x_in = b.x.to(cfg.amp_dtype) if cfg.amp_dtype is not None else b.x
+    plain_pgd = load_plain_pgd()
+    variants = {
+        "floor": lambda: input_grad(b.model, x_in, b.y, cfg.amp_dtype),
+        "engine": lambda: pgd(b.model, b.x, b.y, cfg),
+        "plain": lambda: plain_pgd(b.plain_model, b.x_plain, b.y, w.eps, w.alpha, w.steps),
+    }
+    if third_party and has_torchattacks():
+        import torchattacks
+
+        atk = torchattacks.PGD(b.plain_model, eps=w.eps, alpha=w.alpha, steps=w.steps,
+                               random_start=True)
+        variants["torchattacks"] = lambda: atk(b.x_plain, b.y)
+    return variants
+
+
+def method_variants(b: Built, w: Workload, methods=METHOD_NAMES, replays: int = 4) -> dict[str, Callable]:
+    """One training iteration (perturbation + weight update(s)) of each method, each on its own
+    copy of the same model with its own default optimizer."""
+    from aft_fast.train.run import make_optimizer
+
+    out = {}
+    for name in methods:
+        kwargs = dict(eps=w.eps, steps=w.steps, amp=w.amp)
+        if name in ("pgd-at", "aft"):
+            kwargs["alpha"] = w.alpha
+        if name == "free-at":
+            kwargs["replays"] = replays
+        method = make_method(name, **kwargs)
+        model = copy.deepcopy(b.model)
+        opt = make_optimizer(method.optimizer, model.parameters(), method.lr, 0.9, 5e-4)
+        trainer = Trainer(model, opt, w.amp, b.device)
+        out[name] = (lambda m=method, t=trainer: m.step(t, b.x, b.y, lambda frac: None))
+    return out
+
+
+def _attack_rows(times, w: Workload) -> dict:
+    floor = times["floor"].median
+    rows = {}
+    for name, t in times.items():
+        per_step = t.median if name == "floor" else t.median / w.steps
+        rows[name] = {**t.as_dict(), "per_step_s": per_step,
+                      "images_per_s": w.batch / t.median,
+                      "overhead_vs_floor_pct": 100.0 * (per_step - floor) / floor}
+    plain = rows["plain"]["per_step_s"]
+    for name, row in rows.items():
+        row["x_vs_plain"] = plain / row["per_step_s"]
+    return rows
+
+
+def _method_rows(times, w: Workload, epochs: dict, dataset_size: int, replays: int) -> dict:
+    rows = {}
+    for name, t in times.items():
+        passes = epochs[name] / replays if name == "free-at" else epochs[name]
+        iterations = passes * dataset_size / w.batch
+        rows[name] = {**t.as_dict(), "images_per_s": w.batch / t.median,
+                      "weight_updates_per_batch": replays if name == "free-at" else 1,
+                      "attack_steps": {"pgd-at": w.steps, "aft": w.steps, "fast-at": 1,
+                                       "free-at": 0}[name],
+                      "epochs": epochs[name], "passes_over_data": passes,
+                      "projected_hours": iterations * t.median / 3600.0}
+    return rows
+
+
+def run_bench(w: Workload, *, warmup: int = 1, repeats: int = 5, methods=METHOD_NAMES,
+              replays: int = 4, epochs: dict | None = None, dataset_size: int = IMAGENET_TRAIN_IMAGES,
+              third_party: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+    """Every figure of `aft-fast bench` as one JSON-ready dict (see the module docstring)."""
+    if replays < 1:
+        raise ValueError(f"replays must be >= 1, got {replays}")
+    if dataset_size < 1:
+        raise ValueError(f"dataset_size must be >= 1, got {dataset_size}")
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    epochs = {**DEFAULT_EPOCHS, **(epochs or {})}
+    load_start = os.getloadavg()[0]
+    b = build_workload(w)
+    say = progress or (lambda msg: None)
+    variants = attack_variants(b, w, third_party)
+    say(f"attack loop (PGD-{w.steps}): {', '.join(variants)}")
+    attack_times = time_interleaved(variants, b.device, warmup=warmup,
+                                    repeats=repeats, progress=progress)
+    attack = _attack_rows(attack_times, w)
+    method_rows = {}
+    if methods:
+        say(f"methods: {', '.join(methods)}")
+        method_times = time_interleaved(method_variants(b, w, methods, replays), b.device,
+                                        warmup=warmup, repeats=repeats, progress=progress)
+        method_rows = _method_rows(method_times, w, epochs, dataset_size, replays)
+    return {
+        "kind": "aft_fast.bench/1",
+        "environment": environment(b.device),
+        "settings": {**w.as_dict(), "device": str(b.device), "warmup": warmup, "repeats": repeats,
+                     "replays": replays, "dataset_size": dataset_size, "epochs": epochs,
+                     "timing": "median of interleaved rounds; CUDA events on GPU, perf_counter on CPU"},
+        "attack": attack,
+        # engine vs the plain research-code PGD, same steps, same run: > 1 means the engine is faster
+        "speedup": attack["plain"]["median_s"] / attack["engine"]["median_s"],
+        "speedup_torchattacks": (attack["torchattacks"]["median_s"] / attack["engine"]["median_s"]
+                                 if "torchattacks" in attack else None),
+        "methods": method_rows,
+        # other processes on the machine during the run (1-min load average, start and end)
+        "load_average": [load_start, os.getloadavg()[0]],
+    }

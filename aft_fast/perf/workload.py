@@ -1,0 +1,97 @@
+"""What `bench` and `profile` run on: one model, one synthetic batch, one attack setting, built
+the same way for every variant so their figures compare."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from aft_fast.attacks import AttackConfig
+from aft_fast.data.synthetic import synthetic
+from aft_fast.models import build
+from aft_fast.runtime import pick_device
+
+PLAIN_PGD_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "plain_pgd.py"
+
+
+@dataclass
+class Workload:
+    """The settings of a speed measurement (eps/alpha in pixel units)."""
+
+    arch: str = "resnet18"
+    image_size: int = 32
+    batch: int = 64
+    num_classes: int = 10
+    steps: int = 3
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    amp: str | None = None  # None | "bf16" | "fp16": the engine's attack and updates
+    channels_last: bool = False
+    device: str = "auto"
+    in_channels: int = 3
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("image_size", "batch", "num_classes", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1 (an attack needs a step to time), got {self.steps}")
+        if self.amp in ("none", "fp32"):
+            self.amp = None
+        self.attack_config()  # validates eps, alpha, amp
+
+    def attack_config(self) -> AttackConfig:
+        return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode="eval")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+@dataclass
+class Built:
+    """The model (engine layout), an NCHW fp32 copy for the plain reference, and one batch."""
+
+    device: torch.device
+    model: torch.nn.Module
+    plain_model: torch.nn.Module
+    x: torch.Tensor  # engine layout
+    x_plain: torch.Tensor  # NCHW
+    y: torch.Tensor
+
+
+def build_workload(w: Workload) -> Built:
+    """Model `w.arch` with random weights (speed does not depend on them) and a synthetic batch."""
+    device = pick_device(w.device)
+    torch.manual_seed(w.seed)
+    model = build(w.arch, w.num_classes, in_channels=w.in_channels).to(device).eval()
+    plain_model = copy.deepcopy(model)  # before the layout change: NCHW, like research code
+    x, y = synthetic(w.batch, (w.in_channels, w.image_size, w.image_size), w.num_classes, seed=w.seed)
+    x_plain, y = x.to(device), y.to(device)
+    if w.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = x_plain.contiguous(memory_format=w.memory_format)
+    return Built(device, model, plain_model, x, x_plain, y)
+
+
+def load_plain_pgd():
+    """`benchmarks/plain_pgd.plain_pgd` (the baseline lives beside the benchmarks, not in the
+    package); a clear error when the repository checkout is not there."""
+    if "aft_fast_plain_pgd" in sys.modules:
+        return sys.modules["aft_fast_plain_pgd"].plain_pgd
+    if not PLAIN_PGD_PATH.is_file():
+        raise FileNotFoundError(f"the plain PGD reference {PLAIN_PGD_PATH} is missing: run from a "
+                                "source checkout (pip install -e .) to benchmark against it")
+    spec = importlib.util.spec_from_file_location("aft_fast_plain_pgd", PLAIN_PGD_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.plain_pgd
