@@ -2,12 +2,16 @@
 import click
 
 from aft_fast.commands.info import info
+from aft_fast.commands.bench import bench_command, profile_command
+from aft_fast.commands.bench_loader import bench_loader_command
+from aft_fast.commands.data import data_group
 from aft_fast.commands.demo import demo_command
 from aft_fast.commands.evaluate import eval_command
 from aft_fast.commands.schedule import schedule_command
 from aft_fast.commands.train import train_command
 
-COMMANDS = [info, train_command, eval_command, schedule_command, demo_command]
+COMMANDS = [info, train_command, eval_command, schedule_command, demo_command, data_group,
+            bench_loader_command, bench_command, profile_command]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

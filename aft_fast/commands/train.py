@@ -37,6 +37,7 @@ HELP = {
     "channels_last": "Model and inputs in channels_last memory format.",
     "compile": "torch.compile the model.",
     "loader": "pytorch or dali (image folders).",
+    "check_files": "Check image files' first/last bytes before training (refuses corrupt folders).",
     "co_guard": "Fast AT: stop and roll back when PGD accuracy collapses (catastrophic overfitting).",
     "resume": "Continue the run in --out from last.pt, exactly.",
     "overwrite": "Replace a run already in --out.",
@@ -64,7 +65,9 @@ def options_from_dataclass(cls):
             f.type = hints[f.name]
             flag = "--" + f.name.replace("_", "-")
             if f.type is bool:
-                fn = click.option(flag, is_flag=True, default=f.default, help=HELP.get(f.name))(fn)
+                name = f"{flag}/--no-{flag[2:]}" if f.default else flag
+                fn = click.option(name, f.name, is_flag=True, default=f.default,
+                                  help=HELP.get(f.name))(fn)
             else:
                 fn = click.option(flag, type=_click_type(f), default=f.default,
                                   help=HELP.get(f.name), show_default=f.default is not None)(fn)

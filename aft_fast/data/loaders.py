@@ -44,7 +44,8 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
                  rank: int = 0, world_size: int = 1, channels_last: bool = False,
                  train_eval_size: int = 512, val_size: int | None = None,
                  eval_batch_size: int | None = None, synthetic_shape=(3, 32, 32),
-                 synthetic_classes: int = 10, synthetic_size: int = 1024) -> Loaders:
+                 synthetic_classes: int = 10, synthetic_size: int = 1024,
+                 check_files: bool = True) -> Loaders:
     if loader not in LOADERS:
         raise ValueError(f"--loader must be one of {', '.join(LOADERS)}; got {loader!r}")
     if batch_size < 1:
@@ -77,6 +78,6 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
         return folder_loaders(data, batch_size=batch_size, eval_batch_size=eval_bs, loader=loader,
                               image_size=image_size or 224, workers=workers, seed=seed, rank=rank,
                               world_size=world_size, train_eval_size=train_eval_size,
-                              val_size=val_size, **common)
+                              val_size=val_size, check=check_files, **common)
     raise ValueError(f"--data must be one of {', '.join(BUILTIN)} or an existing ImageNet-style "
                      f"folder (train/<class>/*.jpg, val/<class>/*.jpg); got {data!r}")

@@ -50,6 +50,7 @@ class TrainOptions:
     channels_last: bool = False
     compile: bool = False
     loader: str = "pytorch"
+    check_files: bool = True
     image_size: int | None = None
     workers: int = 2
     device: str = "auto"
@@ -95,7 +96,8 @@ def train(opts: TrainOptions) -> dict:
     loaders = make_loaders(opts.data, batch_size=opts.batch_size, loader=opts.loader,
                            image_size=opts.image_size, device=device, workers=opts.workers,
                            seed=opts.seed, rank=dist.rank, world_size=dist.world_size,
-                           channels_last=opts.channels_last, eval_batch_size=opts.eval_batch_size)
+                           channels_last=opts.channels_last, eval_batch_size=opts.eval_batch_size,
+                           check_files=opts.check_files)
     spec = loaders.spec
     model = build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
                   replace_head=opts.replace_head).to(device)
