@@ -24,4 +24,6 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        # In x's dtype: the attack's bf16/fp16 input copy stays low precision into the first
+        # layer instead of being promoted to fp32 by the fp32 buffers (a no-op for fp32 x).
+        return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))

@@ -33,19 +33,24 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _is_head(key: str, model: nn.Module) -> bool:
-    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    head = last[-1] + "." if last else ""
-    return key.startswith(HEAD_PREFIXES) or (bool(head) and key.startswith(head))
+def _head_prefix(model: nn.Module) -> tuple[str, ...]:
+    """Key prefix(es) of the classifier: the last nn.Linear (torchvision's fc, classifier.6,
+    heads.head, ...); a model without one (SqueezeNet's conv head) falls back to the usual names."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return (linears[-1] + ".",) if linears else HEAD_PREFIXES
 
 
 def load_weights(model: nn.Module, path: str, *, replace_head: bool = False) -> None:
-    """Load `path` into the plain network `model`, with errors that say how to fix a mismatch."""
+    """Load `path` into the plain network `model`, with errors that say how to fix a mismatch.
+
+    `replace_head=True` loads everything but the classifier, which keeps the fresh
+    initialisation `model` was built with (for its own number of classes)."""
     state = read_state_dict(path)
     own = model.state_dict()
+    head = _head_prefix(model)
     if replace_head:
-        state = {k: v for k, v in state.items() if not _is_head(k, model)}
-    missing = [k for k in own if k not in state and not (replace_head and _is_head(k, model))]
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+    missing = [k for k in own if k not in state and not (replace_head and k.startswith(head))]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         raise ValueError(f"--weights {path} does not fit this architecture: missing keys "
@@ -53,10 +58,11 @@ def load_weights(model: nn.Module, path: str, *, replace_head: bool = False) -> 
                          f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; check --arch")
     for k, v in state.items():
         if v.shape != own[k].shape:
-            if _is_head(k, model):
+            if k.startswith(head):
                 raise ValueError(f"--weights {path}: the classifier {k} has shape {tuple(v.shape)}, "
                                  f"this model needs {tuple(own[k].shape)} (a different number of "
-                                 "classes); pass --replace-head to re-initialise the classifier")
+                                 "classes); pass --replace-head to re-initialise the classifier "
+                                 f"for {own[k].shape[0]} classes")
             raise ValueError(f"--weights {path}: {k} has shape {tuple(v.shape)}, expected "
                              f"{tuple(own[k].shape)}; check --arch")
     model.load_state_dict(state, strict=not replace_head)
