@@ -1,6 +1,7 @@
 """Clean and robust accuracy of a model over a loader. Evaluation attacks run in fp32 with the
-model in eval mode (AttackConfig's defaults), PGD with restarts keeping each example's worst case,
-or standard AutoAttack (`aft_fast.attacks.autoattack`)."""
+model in eval mode (AttackConfig's defaults): PGD with restarts keeping each example's worst
+case, or standard AutoAttack (`aft_fast.attacks.autoattack`). An example counts as robust only
+if it is classified correctly both clean and attacked."""
 from __future__ import annotations
 
 import time
@@ -30,13 +31,22 @@ def parse_eps(value) -> float:
 def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig | None = None,
              max_batches: int | None = None, generator: torch.Generator | None = None,
              autoattack_kwargs: dict | None = None, reduce=None) -> dict:
-    """{"clean_acc", "robust_acc" (None for attack "none"), "n", "seconds"}.
+    """{"clean_acc", "robust_acc" (None for attack "none"), "n", "seconds"} over `loader`.
 
+    `cfg`: the PGD attack (also the eps of AutoAttack when `autoattack_kwargs` has none).
     `reduce(tensor) -> tensor`, if given, sums counts across processes (DDP)."""
     if attack not in ATTACKS:
         raise ValueError(f"--attack must be one of {', '.join(ATTACKS)}; got {attack!r}")
     if attack == "pgd" and cfg is None:
         raise ValueError("a PGD evaluation needs an AttackConfig")
+    aa_kwargs = dict(autoattack_kwargs or {})
+    if attack == "autoattack":
+        aa_kwargs.setdefault("eps", cfg.eps if cfg is not None else None)
+        if aa_kwargs["eps"] is None:
+            raise ValueError("an AutoAttack evaluation needs eps (autoattack_kwargs or cfg)")
+        from aft_fast.attacks.autoattack import autoattack
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"--max-batches must be >= 1, got {max_batches}")
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -50,14 +60,14 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
                 clean = model(x).argmax(1) == y
             counts[0] += len(y)
             counts[1] += clean.sum()
+            if attack == "none":
+                continue
             if attack == "pgd":
                 x_adv = pgd(model, x, y, cfg, generator=generator)
-            elif attack == "autoattack":
-                from aft_fast.attacks.autoattack import autoattack
-                x_adv = autoattack(model, x, y, **(autoattack_kwargs or {}))
-            if attack != "none":
-                with torch.no_grad():
-                    counts[2] += ((model(x_adv).argmax(1) == y) & clean).sum()
+            else:
+                x_adv = autoattack(model, x, y, **aa_kwargs)
+            with torch.no_grad():
+                counts[2] += ((model(x_adv).argmax(1) == y) & clean).sum()
     finally:
         model.train(was_training)
     if reduce is not None:
@@ -66,3 +76,46 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
     return {"n": int(n), "clean_acc": clean / max(n, 1),
             "robust_acc": None if attack == "none" else robust / max(n, 1),
             "seconds": time.perf_counter() - start}
+
+
+def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha: float | None = None,
+             steps: int = 20, restarts: int = 1, amp: str | None = None,
+             max_batches: int | None = None, device=None, seed: int = 0,
+             autoattack_steps: int = 100, autoattack_queries: int = 5000) -> dict:
+    """Clean and robust accuracy of `model` (takes [0, 1] images) over `loader`.
+
+    PGD: `steps` steps of `alpha` (default 2.5 * eps / steps), `restarts` random starts keeping
+    each example's worst case, fp32 unless `amp` is given, model in eval mode, starts seeded
+    by `seed`. AutoAttack: the reference settings unless `autoattack_steps`/`_queries` lower
+    them. "none": clean accuracy only. Returns clean_acc, robust_acc, n, attack, settings,
+    seconds and the environment stamp.
+    """
+    from aft_fast.runtime import environment
+
+    eps = parse_eps(eps)
+    if attack not in ATTACKS:
+        raise ValueError(f"--attack must be one of {', '.join(ATTACKS)}; got {attack!r}")
+    if steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {steps}")
+    if alpha is None:
+        alpha = 2.5 * eps / max(steps, 1)  # Madry et al.: reach the boundary with slack
+    cfg = AttackConfig(eps, parse_eps(alpha), steps, restarts=restarts, amp=amp)
+    if device is not None:
+        model = model.to(device)
+    device = next(model.parameters()).device
+    if attack == "pgd":
+        settings = {"eps": eps, "alpha": cfg.alpha, "steps": steps, "restarts": restarts,
+                    "random_start": True, "amp": amp or "fp32", "bn_mode": "eval"}
+    elif attack == "autoattack":
+        settings = {"eps": eps, "version": "standard", "norm": "Linf", "apgd_steps": autoattack_steps,
+                    "targets": 9, "square_queries": autoattack_queries,
+                    "reference_settings": autoattack_steps == 100 and autoattack_queries == 5000}
+    else:
+        settings = {}
+    result = accuracy(model, loader, attack=attack, cfg=cfg, max_batches=max_batches,
+                      generator=torch.Generator().manual_seed(seed),
+                      autoattack_kwargs={"eps": eps, "steps": autoattack_steps,
+                                         "queries": autoattack_queries, "seed": seed})
+    return {"attack": attack, "clean_acc": result["clean_acc"], "robust_acc": result["robust_acc"],
+            "n": result["n"], "settings": settings, "seconds": result["seconds"],
+            "environment": environment(device)}

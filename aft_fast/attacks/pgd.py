@@ -28,7 +28,13 @@ FP16_LOSS_SCALE = 1024.0
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """An l∞ PGD attack. eps/alpha in pixel units of [0, 1] images."""
+    """An l∞ PGD attack. eps/alpha in pixel units of [0, 1] images.
+
+    `steps=0` with `random_start` gives the random start alone; `eps=0` gives the input back.
+    `bn_mode` sets BatchNorm/dropout during the attack ("eval" by default, as most reference
+    implementations do; "train" uses batch statistics and updates running stats); the model's
+    own training flag is restored afterwards.
+    """
 
     eps: float
     alpha: float
@@ -37,6 +43,7 @@ class AttackConfig:
     random_start: bool = True
     amp: str | None = None  # None (fp32) | "bf16" | "fp16"
     bn_mode: str = "eval"  # BatchNorm during the attack: eval (most references) or train
+    compile: bool = False  # torch.compile the forward + input-gradient step (pays off on GPUs)
 
     def __post_init__(self):
         if not self.eps >= 0:
@@ -87,6 +94,41 @@ def input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=
     return grad, logits.detach()
 
 
+def functional_input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=None,
+                          loss_fn=None) -> torch.Tensor:
+    """`input_grad`'s gradient through `torch.func.grad`: a form `torch.compile` captures as one
+    graph (it breaks on `torch.autograd.grad`). Parameters are constants here: no `.grad`."""
+    def loss_of(xi):
+        with _autocast(xi.device, amp_dtype):
+            logits = model(xi)
+        loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
+        return loss * FP16_LOSS_SCALE if amp_dtype == torch.float16 else loss
+
+    # Under no_grad the outer level records nothing; func.grad still differentiates inside.
+    with torch.no_grad():
+        return torch.func.grad(loss_of)(x_in)
+
+
+_compiled_input_grad = None
+
+
+def compiled_input_grad(*args, **kwargs) -> torch.Tensor:
+    """`functional_input_grad` under `torch.compile` (compiled once per model and shape; the
+    first call pays the compilation)."""
+    global _compiled_input_grad
+    if _compiled_input_grad is None:
+        _compiled_input_grad = torch.compile(functional_input_grad)
+    return _compiled_input_grad(*args, **kwargs)
+
+
+def _like(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`grad` in `x`'s memory layout (the fused op needs one layout). Autograd returns the layout
+    the first layer chose, which differs only when model and input formats differ (then a copy)."""
+    if grad.stride() == x.stride() or ops._dense_strides(grad) == ops._dense_strides(x):
+        return grad
+    return torch.empty_like(x, dtype=grad.dtype).copy_(grad)
+
+
 def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torch.Tensor:
     amp = cfg.amp_dtype
     x_nat = x.detach().float() if x.dtype != torch.float32 else x.detach()
@@ -98,9 +140,12 @@ def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torc
     elif x_in is not x_adv:
         x_in.copy_(x_adv)
     for _ in range(cfg.steps):
-        grad, _ = input_grad(model, x_in, y, amp, loss_fn)
+        if cfg.compile:
+            grad = compiled_input_grad(model, x_in, y, amp, loss_fn)
+        else:
+            grad, _ = input_grad(model, x_in, y, amp, loss_fn)
         with torch.no_grad():
-            ops.pgd_step_(x_adv, grad, x_nat, cfg.eps, cfg.alpha,
+            ops.pgd_step_(x_adv, _like(grad, x_adv), x_nat, cfg.eps, cfg.alpha,
                           out=x_in if x_in is not x_adv else None)
     return x_adv
 
@@ -110,18 +155,21 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, *
     """PGD-k adversarial examples for images `x` in [0, 1] (fp32, x's layout, detached).
 
     With `restarts > 1`, each example keeps its worst case: misclassified beats correct, then
-    higher loss. Parameters receive no gradient.
+    higher loss. Parameters receive no gradient. `generator` (CPU) seeds the random starts.
+    `loss_fn(logits, y, reduction="sum")` replaces cross-entropy as the ascent objective.
     """
     if x.dim() == 0 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same batch size, got {tuple(x.shape)} and {tuple(y.shape)}")
     if cfg.steps == 0 and not cfg.random_start or cfg.eps == 0:
         return x.detach().float().clone(memory_format=torch.preserve_format)
-    seeds = [ops.draw_seed(generator) if cfg.random_start else None for _ in range(cfg.restarts)]
+    # Without a random start every restart would repeat the same deterministic run.
+    runs = cfg.restarts if cfg.random_start else 1
+    seeds = [ops.draw_seed(generator) if cfg.random_start else None for _ in range(runs)]
     with attack_mode(model, cfg.bn_mode):
         best = None
         for seed in seeds:
             x_adv = _run_once(model, x, y, cfg, seed, loss_fn)
-            if cfg.restarts == 1:
+            if runs == 1:
                 return x_adv
             with torch.no_grad(), _autocast(x.device, cfg.amp_dtype):
                 logits = model(x_adv).float()
@@ -135,12 +183,3 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, *
             torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best, out=best)
             best_wrong, best_loss = best_wrong | wrong, torch.where(take, loss, best_loss)
         return best
-
-
-def fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, *,
-            amp: str | None = None, bn_mode: str = "eval",
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """FGSM with a random start (Wong et al. 2020, "Fast is better than free"): one PGD step from
-    a uniform point in the ball, projected back into it."""
-    return pgd(model, x, y, AttackConfig(eps, alpha, steps=1, amp=amp, bn_mode=bn_mode),
-               generator=generator)

@@ -2,55 +2,100 @@
 from __future__ import annotations
 
 import click
-import torch
 
-from aft_fast.attacks import AttackConfig
-from aft_fast.commands.common import FRACTION, device_option, json_option
-from aft_fast.data import make_loaders
-from aft_fast.evaluate import ATTACKS, accuracy
+from aft_fast.commands.common import FRACTION, config_option, device_option, json_option
+from aft_fast.evaluate import ATTACKS, evaluate
 from aft_fast.io import write_json
-from aft_fast.runtime import environment, pick_device
-from aft_fast.train.checkpoint import load_checkpoint, read_checkpoint
+
+
+def _check(ok: bool, message: str, hint: str) -> None:
+    if not ok:
+        raise click.BadParameter(message, param_hint=hint)
 
 
 @click.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="An aft_fast checkpoint.")
-@click.option("--data", default="mnist5k", show_default=True, help="mnist5k, synthetic or a folder.")
+@config_option
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="An aft_fast checkpoint (last.pt / best.pt of a run).")
+@click.option("--data", default="mnist5k", show_default=True,
+              help="mnist5k, synthetic or an ImageNet-style folder.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--attack", type=click.Choice(ATTACKS), default="pgd", show_default=True)
 @click.option("--eps", type=FRACTION, required=True, help="l∞ radius in [0,1] pixel units (8/255 ok).")
 @click.option("--alpha", type=FRACTION, default=None, help="PGD step (default 2.5·eps/steps).")
-@click.option("--steps", type=int, default=20, show_default=True)
-@click.option("--restarts", type=int, default=1, show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True, help="PGD steps.")
+@click.option("--restarts", type=int, default=1, show_default=True,
+              help="PGD random restarts (worst case per example).")
+@click.option("--aa-steps", type=int, default=100, show_default=True,
+              help="AutoAttack APGD/FAB iterations (100 = reference; lower only for quick checks).")
+@click.option("--aa-queries", type=int, default=5000, show_default=True,
+              help="AutoAttack Square queries (5000 = reference).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-batches", type=int, default=None, help="Evaluate only the first N batches.")
-@click.option("--image-size", type=int, default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--image-size", type=int, default=None, help="Image folders: resize to this size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random starts.")
 @device_option
 @json_option
-def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, batch_size,
-                 max_batches, image_size, seed, device, json_path):
+def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, aa_steps, aa_queries,
+                 batch_size, max_batches, image_size, seed, device, json_path):
     """Clean and robust accuracy (per-example worst case over restarts), as a table and JSON."""
+    from aft_fast.data import make_loaders
+    from aft_fast.runtime import pick_device
+    from aft_fast.train.checkpoint import load_checkpoint, read_checkpoint
+
+    _check(eps >= 0, f"must be >= 0, got {eps}", "--eps")
+    _check(alpha is None or alpha >= 0, f"must be >= 0, got {alpha}", "--alpha")
+    _check(steps >= 0, f"must be >= 0, got {steps}", "--steps")
+    _check(restarts >= 1, f"must be >= 1, got {restarts}", "--restarts")
+    _check(aa_steps >= 1, f"must be >= 1, got {aa_steps}", "--aa-steps")
+    _check(aa_queries >= 1, f"must be >= 1, got {aa_queries}", "--aa-queries")
+    _check(batch_size >= 1, f"must be >= 1, got {batch_size}", "--batch-size")
+    _check(max_batches is None or max_batches >= 1, f"must be >= 1, got {max_batches}",
+           "--max-batches")
     try:
         dev = pick_device(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from exc
+    try:
         ckpt = read_checkpoint(checkpoint)
         model = load_checkpoint(checkpoint, dev)
-        loaders = make_loaders(data, batch_size=batch_size, device=dev,
-                               image_size=image_size or ckpt.get("input_size"), seed=seed)
-        if loaders.spec.num_classes != ckpt["num_classes"]:
-            raise ValueError(f"--data {data} has {loaders.spec.num_classes} classes, the checkpoint "
-                             f"{ckpt['num_classes']}")
-        cfg = AttackConfig(eps, alpha if alpha is not None else 2.5 * eps / max(steps, 1), steps,
-                           restarts=restarts)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    result = accuracy(model, getattr(loaders, split), attack=attack, cfg=cfg,
-                      max_batches=max_batches, generator=torch.Generator().manual_seed(seed))
-    report = {"checkpoint": checkpoint, "data": data, "split": split, "attack": attack,
-              "settings": {"eps": eps, "alpha": cfg.alpha, "steps": steps, "restarts": restarts},
-              **result, "environment": environment(dev)}
-    rob = "-" if result["robust_acc"] is None else f"{100 * result['robust_acc']:.2f}%"
-    click.echo(f"| checkpoint | n | clean | robust ({attack}, eps {eps:.4g}) |\n|---|---:|---:|---:|\n"
-               f"| {checkpoint} | {result['n']} | {100 * result['clean_acc']:.2f}% | {rob} |")
+        raise click.BadParameter(str(exc), param_hint="--checkpoint") from exc
+    try:
+        loaders = make_loaders(data, batch_size=batch_size, device=dev, seed=seed,
+                               image_size=image_size or ckpt.get("input_size"))
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from exc
+    _check(loaders.spec.num_classes == ckpt["num_classes"],
+           f"{data} has {loaders.spec.num_classes} classes, the checkpoint {ckpt['num_classes']}",
+           "--data")
+    try:
+        result = evaluate(model, getattr(loaders, split), attack=attack, eps=eps, alpha=alpha,
+                          steps=steps, restarts=restarts, max_batches=max_batches, seed=seed,
+                          autoattack_steps=aa_steps, autoattack_queries=aa_queries)
+    except ImportError as exc:  # torchattacks missing: the message says what to install
+        raise click.ClickException(str(exc)) from exc
+    report = {"checkpoint": checkpoint, "arch": ckpt["arch"], "data": data, "split": split,
+              **result}
+    click.echo(table(report))
     if json_path:
         write_json(report, json_path)
+        click.echo(f"wrote {json_path}")
+
+
+def table(report: dict) -> str:
+    """A markdown table of one evaluation."""
+    s = report["settings"]
+    if report["attack"] == "pgd":
+        what = f"PGD-{s['steps']}, {s['restarts']} restart(s), eps {s['eps']:.4g}, alpha {s['alpha']:.4g}"
+    elif report["attack"] == "autoattack":
+        what = f"AutoAttack, eps {s['eps']:.4g}" + ("" if s["reference_settings"] else
+                                                     f" (reduced: {s['apgd_steps']} it, "
+                                                     f"{s['square_queries']} queries)")
+    else:
+        what = "none"
+    rob = "-" if report["robust_acc"] is None else f"{100 * report['robust_acc']:.2f}%"
+    return (f"| checkpoint | split | n | clean | robust | attack | seconds |\n"
+            f"|---|---|---:|---:|---:|---|---:|\n"
+            f"| {report['checkpoint']} | {report['split']} | {report['n']} | "
+            f"{100 * report['clean_acc']:.2f}% | {rob} | {what} | {report['seconds']:.1f} |")
