@@ -6,3 +6,12 @@ units. The element-wise attack math lives in :mod:`aft_fast.ops` (compiled) and 
 __version__ = "0.1.0"
 
 from aft_fast import ops  # noqa: F401,E402
+
+
+def __getattr__(name):
+    # Lazy, so `import aft_fast` (and the ops) stays light: the training stack loads on first use.
+    if name == "load_checkpoint":
+        from aft_fast.train.checkpoint import load_checkpoint
+
+        return load_checkpoint
+    raise AttributeError(f"module 'aft_fast' has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """The CLI through click's CliRunner: a tiny run, eval on its checkpoint, schedule, info, errors."""
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -85,3 +86,34 @@ def test_info_lists_kernels(tmp_path):
     if build["compiled"]:
         assert "CPU kernels: yes" in result.output
         assert ("CUDA kernels: yes" in result.output) == build["cuda_kernels"]
+
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"imagenet_resnet50_aft_eps2.yaml", "imagenet_resnet50_aft_eps4.yaml",
+            "cifar10_wrn28_10_aft.yaml", "mnist5k_aft.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_loads_through_config_option(path):
+    import yaml
+
+    from aft_fast.commands.train import train_command
+    from aft_fast.train import TrainOptions
+
+    keys = {k.replace("-", "_") for k in yaml.safe_load(path.read_text())}
+    assert keys <= TrainOptions.names(), keys - TrainOptions.names()
+    # click resolves the file exactly as `aft-fast train --config PATH` would (without running).
+    ctx = train_command.make_context("train", ["--config", str(path)])
+    opts = TrainOptions(**{k: v for k, v in ctx.params.items() if k != "json_path"})
+    assert opts.method == "aft" and opts.eps > 0 and opts.weights
+    if "imagenet" in path.name:
+        eps = 2 / 255 if "eps2" in path.name else 4 / 255
+        assert opts.eps == pytest.approx(eps) and opts.arch == "resnet50"
+        assert (opts.amp, opts.channels_last, opts.loader) == ("bf16", True, "dali")
+        assert opts.schedule == "slow-start-fast-decay"
+    if "cifar10" in path.name:
+        assert opts.eps == pytest.approx(8 / 255) and opts.arch == "wrn28_10"

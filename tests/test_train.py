@@ -1,9 +1,10 @@
-"""Every method end to end on tiny data; exact resume; checkpoints; errors."""
+"""Runs: the run directory, refusing to overwrite, errors naming the argument, DDP.
+
+Also the tiny-run helpers the other engine tests import (`synthetic_opts`, `small_synthetic`)."""
 import pytest
 import torch
 
-from aft_fast.train import METHODS, TrainOptions, load_checkpoint, train
-from aft_fast.train.checkpoint import export_torchvision, read_checkpoint
+from aft_fast.train import TrainOptions, train
 
 TINY = dict(data="synthetic", arch="small_cnn", batch_size=32, eval_max_batches=1, eval_steps=2,
             steps=2, eps=0.1, quiet=True, log_every=10**9, device="cpu")
@@ -25,80 +26,58 @@ def small_synthetic(monkeypatch):
     monkeypatch.setattr(run, "make_loaders", tiny)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_each_method_runs_one_epoch(tmp_path, method):
-    opts = synthetic_opts(tmp_path, method, method=method, epochs=1, replays=2,
-                          allow_scratch=True)
-    summary = train(opts)
-    row = summary["last"]
-    assert row["epoch"] == 0 and 0 <= row["train_acc"] <= 1
-    assert 0 <= row["val_robust_acc"] <= row["val_clean_acc"] <= 1
-    for f in ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt", "lr.png", "accuracy.png"):
-        assert (tmp_path / method / f).exists(), f
-    ckpt = read_checkpoint(tmp_path / method / "last.pt")
-    assert ckpt["method"] == method and ckpt["arch"] == "small_cnn" and ckpt["num_classes"] == 10
-
-
-def test_resume_is_exact(tmp_path, monkeypatch):
-    straight = train(synthetic_opts(tmp_path, "straight", method="pgd-at", epochs=2))
-    # A run killed right after its first epoch's checkpoint...
-    import aft_fast.train.loop as loop
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(loop, "plot_accuracy", killed)
-        with pytest.raises(KeyboardInterrupt):
-            train(synthetic_opts(tmp_path, "resumed", method="pgd-at", epochs=2))
-    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 0
-    # ... and resumed.
-    resumed = train(synthetic_opts(tmp_path, "resumed", method="pgd-at", epochs=2, resume=True))
-    a = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
-    b = read_checkpoint(tmp_path / "resumed" / "last.pt")["model"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert len(resumed["rows"]) == 2 and straight["last"]["epoch"] == resumed["last"]["epoch"] == 1
-
-
-def test_load_checkpoint_round_trip_and_export(tmp_path):
-    train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
-    model = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert not model.training
-    x = torch.rand(3, 1, 28, 28)
-    state = read_checkpoint(tmp_path / "run" / "best.pt")["model"]
-    from aft_fast.models import build
-    again = build("small_cnn", 10, in_channels=1)
-    again.model.load_state_dict(state)
-    assert torch.equal(model(x), again.eval()(x))
-    out = export_torchvision(tmp_path / "run" / "best.pt", tmp_path / "plain.pt")
-    plain = torch.load(out, weights_only=True)
-    assert set(plain) == set(state)
-    # The exported file is accepted as --weights.
-    assert build("small_cnn", 10, in_channels=1, weights=out) is not None
-
-
 def test_refuses_to_overwrite_a_run(tmp_path):
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     before = (tmp_path / "run" / "last.pt").read_bytes()
-    with pytest.raises(FileExistsError, match="--resume to continue it, --overwrite"):
+    with pytest.raises(FileExistsError, match="--resume to continue the run there, --overwrite"):
         train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
-def test_atomic_checkpoint_keeps_previous_file_on_failure(tmp_path, monkeypatch):
-    from aft_fast import io
-    target = tmp_path / "last.pt"
-    io.save_torch({"a": torch.ones(2)}, target)
+def test_non_empty_out_needs_overwrite_which_keeps_other_files(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"--out .* is not empty \(notes.txt\)"):
+        train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
+    train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, overwrite=True))
+    assert (out / "notes.txt").read_text() == "mine" and (out / "last.pt").exists()
 
-    def broken(obj, f):
-        f.write(b"partial")
-        raise RuntimeError("killed mid-write")
 
-    monkeypatch.setattr(torch, "save", broken)
-    with pytest.raises(RuntimeError):
-        io.save_torch({"a": torch.zeros(2)}, target)
-    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+DDP_SCRIPT = """
+import sys, torch
+import aft_fast.train.run as run
+from aft_fast.train import TrainOptions, train
+real = run.make_loaders
+run.make_loaders = lambda data, **kw: real(data, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw)
+s = train(TrainOptions(method=sys.argv[1], data="synthetic", arch="small_cnn", batch_size=32,
+          epochs=1, eval_max_batches=1, eval_steps=2, steps=2, eps=0.1, quiet=True, device="cpu",
+          replays=2, out=sys.argv[2]))
+print("ROW", s["last"]["train_acc"], s["config"]["resolved"]["world_size"], flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["pgd-at", "free-at"])
+def test_ddp_two_cpu_processes(tmp_path, method):
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", str(script), method, str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("ROW")]
+    # Both ranks finished with the same (all-reduced) metrics; only rank 0 wrote the run.
+    assert len(rows) == 2 and rows[0] == rows[1] and rows[0][2] == "2"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["config"]["resolved"]["world_size"] == 2
+    assert json.loads((out / "metrics.jsonl").read_text())["epoch"] == 0
 
 
 @pytest.mark.parametrize("kw,exc,message", [

@@ -2,7 +2,11 @@
 
     {"format": "aft_fast.checkpoint/1", "arch", "num_classes", "in_channels", "input_size",
      "mean", "std", "model" (state_dict of the plain network), "method", "config", "epoch",
-     "optimizer", "scaler", "schedule", "rng", "metrics", "best"}
+     "optimizer", "scaler", "schedule", "rng", "metrics", "best", "method_state"}
+
+"best" (which epoch/metric best.pt holds) and "method_state" (what a method carries between
+batches, e.g. Free AT's persistent perturbation) extend the format of CONTRACTS.md so that
+`--resume` is exact for every method.
 
 Written atomically (temporary file + rename): a killed run leaves the previous checkpoint intact.
 """
@@ -32,6 +36,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured (CUDA only when a GPU is visible)."""
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -41,6 +46,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def model_meta(model: nn.Module, arch: str, num_classes: int, input_size: int) -> dict:
+    """The keys that rebuild the model: architecture, classes, normalisation, input size."""
     net = unwrap(model)
     return {"format": CHECKPOINT_FORMAT, "arch": arch, "num_classes": num_classes,
             "in_channels": int(net.mean.shape[1]), "input_size": input_size,
@@ -48,18 +54,21 @@ def model_meta(model: nn.Module, arch: str, num_classes: int, input_size: int) -
 
 
 def save_checkpoint(path, *, model, arch, num_classes, input_size, method, config, epoch,
-                    optimizer=None, scaler=None, schedule=None, metrics=None, best=None):
+                    optimizer=None, scaler=None, schedule=None, metrics=None, best=None,
+                    method_state=None):
+    """Write one checkpoint file atomically (see the module docstring for its keys)."""
     ckpt = model_meta(model, arch, num_classes, input_size)
     ckpt.update(model={k: v.detach().cpu() for k, v in unwrap(model).model.state_dict().items()},
                 method=method, config=config, epoch=epoch,
                 optimizer=optimizer.state_dict() if optimizer is not None else None,
                 scaler=scaler.state_dict() if scaler is not None else None,
                 schedule=schedule.state_dict() if schedule is not None else None,
-                rng=rng_state(), metrics=metrics or {}, best=best)
+                rng=rng_state(), metrics=metrics or {}, best=best, method_state=method_state or {})
     return save_torch(ckpt, path)
 
 
 def read_checkpoint(path) -> dict:
+    """The checkpoint dict in `path` (on CPU); a clear error for a missing or foreign file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--checkpoint {path}: no such file")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)

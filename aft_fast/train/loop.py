@@ -29,23 +29,26 @@ from aft_fast.train.checkpoint import read_checkpoint, save_checkpoint, set_rng_
 from aft_fast.train.methods import Method, Trainer
 from aft_fast.train.plots import plot_accuracy, plot_schedule
 
-RUN_FILES = ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt")
+RUN_FILES = ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt", "lr.png",
+             "accuracy.png")
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Never clobber a previous run by accident: a run dir holding a run needs --resume or
-    --overwrite."""
+    """Never clobber anything by accident: a non-empty run dir needs --resume or --overwrite, and
+    --overwrite replaces only the run's own files."""
     if resume:
         if not (run_dir / "last.pt").is_file():
             raise FileNotFoundError(f"--resume: {run_dir / 'last.pt'} does not exist; start the run "
                                     "without --resume")
         return
-    existing = [f for f in RUN_FILES if (run_dir / f).exists()]
+    existing = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
     if existing and not overwrite:
-        raise FileExistsError(f"--out {run_dir} already holds a run ({', '.join(existing)}); pass "
-                              "--resume to continue it, --overwrite to replace it, or another --out")
+        shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+        raise FileExistsError(f"--out {run_dir} is not empty ({shown}); pass --resume to continue "
+                              "the run there, --overwrite to replace its run files (other files "
+                              "are kept), or another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    for f in ("metrics.jsonl",):
+    for f in RUN_FILES:  # --overwrite: no file of the old run may pass for one of the new run
         if (run_dir / f).exists():
             (run_dir / f).unlink()
 
@@ -73,7 +76,8 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     dist.barrier()
     net = ddp_model or model  # what the batches go through (DDP wrapper when distributed)
-    trainer = Trainer(net, optimizer, amp, device)
+    # Attacks run on the plain (or compiled) module, weight updates through the DDP wrapper.
+    trainer = Trainer(net, optimizer, amp, device, attack_model=model if dist.enabled else net)
     rows, best, start_epoch = [], None, 0
     if resume:
         ckpt = read_checkpoint(run_dir / "last.pt")
@@ -82,6 +86,7 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
         if ckpt.get("scaler"):
             trainer.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
+        method.load_state_dict(ckpt.get("method_state") or {})
         start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
         if (run_dir / "metrics.jsonl").exists():
             rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
@@ -163,7 +168,8 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
             best = {"epoch": epoch, "metric": select_key, "value": row[select_key] or 0}
         if dist.is_main:
             common = dict(model=model, epoch=epoch, optimizer=optimizer, scaler=trainer.scaler,
-                          schedule=schedule, metrics=row, best=best, **meta)
+                          schedule=schedule, metrics=row, best=best,
+                          method_state=method.state_dict(), **meta)
             if improved:
                 save_checkpoint(run_dir / "best.pt", **common)
             save_checkpoint(run_dir / "last.pt", **common)
@@ -175,6 +181,8 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
                       f"train acc {row['train_acc']:.3f} | val clean {row['val_clean_acc']:.3f} "
                       f"robust {'-' if rob is None else f'{rob:.3f}'} | {epoch_seconds:.1f}s "
                       f"{row['images_per_second']:.0f} img/s", flush=True)
+                if "guard" in row:
+                    print(f"  co-guard: {row['guard']}; stopping", flush=True)
         if stop or not all(math.isfinite(v) for v in (row["train_loss"],)):
             break
     return {"last": rows[-1] if rows else None, "best": best, "rows": rows}

@@ -28,8 +28,14 @@ class StepStats:
 class Trainer:
     """The weight update shared by every method: autocast forward, (scaled) backward, step."""
 
-    def __init__(self, model: nn.Module, optimizer, amp: str | None, device: torch.device):
+    def __init__(self, model: nn.Module, optimizer, amp: str | None, device: torch.device,
+                 attack_model: nn.Module | None = None):
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"--amp must be one of none, bf16, fp16; got {amp!r}")
         self.model, self.optimizer = model, optimizer
+        # Attacks need no gradient sync: under DDP they run on the plain module, so no reducer
+        # is armed and no buffers are broadcast on each of the k attack forwards.
+        self.attack_model = attack_model if attack_model is not None else model
         self.amp_dtype = AMP_DTYPES[amp]
         self.device = device
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
@@ -42,7 +48,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def update(self, x: torch.Tensor, y: torch.Tensor, set_lr=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y); returns (loss, logits) detached."""
         self.model.train()
         with self.autocast():
@@ -64,6 +70,7 @@ class Method:
     optimizer, lr, schedule, epochs = "sgd", 0.1, "multistep", 10
     needs_weights = False
     replays = 1  # weight updates per batch (Free AT)
+    separate_attack = True  # perturb() is a separate pass worth timing (not natural, not Free AT)
 
     def __init__(self, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
                  amp: str | None = None, bn_mode: str = "eval", replays: int | None = None):
@@ -84,8 +91,15 @@ class Method:
     def perturb(self, trainer: Trainer, x, y) -> torch.Tensor:
         return x
 
+    def state_dict(self) -> dict:
+        """What a method carries from batch to batch (saved in checkpoints for exact resume)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def step(self, trainer: Trainer, x, y, set_lr) -> StepStats:
-        if trainer.time_attack:
+        if trainer.time_attack and self.separate_attack:
             start = synced_clock(x.device)
             x_adv = self.perturb(trainer, x, y)
             trainer.attack_seconds += synced_clock(x.device) - start
@@ -100,6 +114,7 @@ class Natural(Method):
     """Standard training on clean images: the paper's pretraining (SGD, momentum 0.9, wd 5e-4,
     multistep)."""
     name = "natural"
+    separate_attack = False
 
 
 class PGDAT(Method):
@@ -107,7 +122,7 @@ class PGDAT(Method):
     name = "pgd-at"
 
     def perturb(self, trainer, x, y):
-        return pgd(trainer.model, x, y, self.attack_config())
+        return pgd(trainer.attack_model, x, y, self.attack_config())
 
 
 class AFT(PGDAT):
@@ -128,7 +143,7 @@ class FastAT(Method):
         return 1.25 * eps
 
     def perturb(self, trainer, x, y):
-        return fgsm_rs(trainer.model, x, y, self.eps, self.alpha, amp=self.amp, bn_mode=self.bn_mode)
+        return fgsm_rs(trainer.attack_model, x, y, self.eps, self.alpha, amp=self.amp, bn_mode=self.bn_mode)
 
 
 class FreeAT(Method):
@@ -137,6 +152,7 @@ class FreeAT(Method):
     perturbation persists across batches; epochs are divided by m so total work matches."""
     name = "free-at"
     replays = 8
+    separate_attack = False  # the perturbation comes from the training backward itself
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -146,11 +162,22 @@ class FreeAT(Method):
     def default_alpha(eps, steps):
         return eps
 
+    def state_dict(self):
+        return {"delta": None if self.delta is None else self.delta.detach().cpu()}
+
+    def load_state_dict(self, state):
+        self.delta = state.get("delta")  # moved to the batch's device by the next step
+
     def step(self, trainer, x, y, set_lr):
-        if self.delta is None or self.delta.shape != x.shape:
+        if self.delta is None or self.delta.shape[1:] != x.shape[1:] or len(self.delta) < len(x):
             self.delta = torch.zeros_like(x, dtype=torch.float32)
-        x_in = torch.empty_like(self.delta)
-        ops.delta_step_(self.delta, torch.zeros_like(x_in), x.float(), self.eps, 0.0, x_adv=x_in)
+        elif self.delta.device != x.device:
+            self.delta = self.delta.to(x.device)
+        # As in Shafahi et al.'s code: a smaller last batch uses the first rows of delta (a view,
+        # so its updates persist) instead of resetting the perturbation.
+        delta = self.delta[:len(x)]
+        x_in = torch.empty_like(delta)
+        ops.delta_step_(delta, torch.zeros_like(x_in), x.float(), self.eps, 0.0, x_adv=x_in)
         model, opt = trainer.model, trainer.optimizer
         model.train()
         loss_sum = correct = 0
@@ -167,7 +194,7 @@ class FreeAT(Method):
             trainer.scaler.update()
             x_in = x_in.detach()
             with torch.no_grad():
-                ops.delta_step_(self.delta, grad, x.float(), self.eps, self.alpha, x_adv=x_in)
+                ops.delta_step_(delta, grad, x.float(), self.eps, self.alpha, x_adv=x_in)
             loss_sum = loss_sum + loss.detach() * len(y)
             correct = correct + (logits.detach().argmax(1) == y).sum()
         return StepStats(loss_sum / self.replays, correct / self.replays, len(y))

@@ -1,0 +1,146 @@
+"""The methods, one batch at a time on a tiny net, and each method end to end for one epoch."""
+import pytest
+import torch
+import torch.nn as nn
+
+from aft_fast.models import Normalized
+from aft_fast.train import METHODS, make_method, train
+from aft_fast.train.methods import Trainer
+from aft_fast.train.run import TrainOptions
+from test_train import small_synthetic, synthetic_opts  # noqa: F401 (autouse fixture)
+
+
+def tiny_net():
+    # BatchNorm included: the attack's BN mode must not disturb the weight update.
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 10))
+    return Normalized(net, (0.5,), (0.25,))
+
+
+def batch(n=16):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def one_step(name, amp=None, channels_last=False, **kw):
+    torch.manual_seed(0)  # same weights and random starts on every call
+    model = tiny_net()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(model, opt, amp, torch.device("cpu"))
+    method = make_method(name, eps=0.1, steps=2, amp=amp, **kw)
+    x, y = batch()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    lrs = []
+    stats = method.step(trainer, x, y, lambda frac: lrs.append(frac))
+    return model, before, method, stats, lrs
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+def test_step_updates_weights_and_returns_device_sums(name, amp):
+    model, before, _, stats, _ = one_step(name, amp=amp, replays=2)
+    assert isinstance(stats.loss_sum, torch.Tensor) and isinstance(stats.correct, torch.Tensor)
+    assert torch.isfinite(stats.loss_sum) and 0 <= stats.correct.item() <= stats.n == 16
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert "model.0.weight" in changed and "model.5.weight" in changed
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_channels_last_step_matches_contiguous():
+    a, _, _, sa, _ = one_step("pgd-at")
+    b, _, _, sb, _ = one_step("pgd-at", channels_last=True)
+    torch.testing.assert_close(sa.loss_sum, sb.loss_sum, rtol=1e-4, atol=1e-5)
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-4, atol=1e-5)
+
+
+def test_defaults_follow_the_papers():
+    assert (METHODS["natural"].optimizer, METHODS["natural"].schedule) == ("sgd", "multistep")
+    aft = METHODS["aft"]
+    assert (aft.optimizer, aft.schedule, aft.epochs, aft.needs_weights) == (
+        "adam", "slow-start-fast-decay", 10, True)
+    fast = make_method("fast-at", eps=0.2)
+    assert fast.alpha == pytest.approx(0.25) and fast.schedule == "cyclic"
+    free = make_method("free-at", eps=0.2)
+    assert free.alpha == pytest.approx(0.2) and free.replays == 8
+    assert make_method("pgd-at", eps=0.3, steps=10).alpha == pytest.approx(0.075)
+
+
+def test_free_at_replays_and_persistent_delta():
+    model, _, method, _, lrs = one_step("free-at", replays=3)
+    assert lrs == pytest.approx([0, 1 / 3, 2 / 3])  # the LR advances within the batch
+    delta = method.delta
+    x, _ = batch()
+    assert delta.abs().max() <= 0.1 + 1e-6 and delta.abs().max() > 0  # updated, inside the ball
+    assert ((x + delta) >= -1e-6).all() and ((x + delta) <= 1 + 1e-6).all()
+    # A smaller last batch keeps using (and updating) the first rows of the same delta.
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), None, torch.device("cpu"))
+    kept = delta[8:].clone()
+    method.step(trainer, x[:8], torch.zeros(8, dtype=torch.long), lambda f: None)
+    assert method.delta.shape[0] == 16 and torch.equal(method.delta[8:], kept)
+    state = method.state_dict()
+    fresh = make_method("free-at", eps=0.1)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.delta, method.delta)
+
+
+def test_bad_method_arguments():
+    with pytest.raises(ValueError, match="--method must be one of"):
+        make_method("trades")
+    with pytest.raises(ValueError, match="--replays must be >= 1"):
+        make_method("free-at", replays=0)
+    with pytest.raises(ValueError, match="--amp must be one of"):
+        Trainer(tiny_net(), None, "fp8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_runs_one_epoch(tmp_path, method):
+    summary = train(synthetic_opts(tmp_path, method, method=method, epochs=1, replays=2,
+                                   allow_scratch=True))
+    row = summary["last"]
+    assert row["epoch"] == 0 and 0 <= row["train_acc"] <= 1
+    assert 0 <= row["val_robust_acc"] <= row["val_clean_acc"] <= 1
+    assert row["epoch_seconds"] > 0 and row["images_per_second"] > 0
+    assert (row["attack_ms_per_iter"] is None) == (method in ("natural", "free-at"))
+    for f in ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt", "lr.png",
+              "accuracy.png"):
+        assert (tmp_path / method / f).exists(), f
+
+
+def test_free_at_divides_default_epochs_by_replays(tmp_path, monkeypatch):
+    import aft_fast.train.run as run
+    seen = {}
+    monkeypatch.setattr(run, "fit", lambda *a, epochs, **kw: seen.update(epochs=epochs) or
+                        {"last": None, "best": None, "rows": []})
+    train(synthetic_opts(tmp_path, "free", method="free-at", replays=4))
+    assert seen["epochs"] == 3  # ceil(10 / 4): same number of weight updates as 10 epochs
+
+
+def test_co_guard_rolls_back_when_pgd_accuracy_collapses(tmp_path, monkeypatch):
+    import aft_fast.train.loop as loop
+    real, guard_values = loop.accuracy, iter([0.8, 0.1, 0.1])
+    saved = []
+
+    def fake(model, loader, **kw):
+        result = real(model, loader, **kw)
+        if isinstance(loader, list):  # the guard's held batch
+            result["robust_acc"] = next(guard_values)
+        return result
+
+    def record(path, *, model, epoch, **kw):
+        saved.append((path.name, epoch, {k: v.clone() for k, v in model.model.state_dict().items()}))
+        return real_save(path, model=model, epoch=epoch, **kw)
+
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(loop, "accuracy", fake)
+    monkeypatch.setattr(loop, "save_checkpoint", record)
+    summary = train(synthetic_opts(tmp_path, "fast", method="fast-at", epochs=3, co_guard=True))
+    rows = summary["rows"]
+    assert len(rows) == 2 and rows[1]["guard"].startswith("rolled back")
+    first = [s for name, e, s in saved if name == "last.pt" and e == 0][0]
+    last = [s for name, e, s in saved if name == "last.pt"][-1]
+    assert all(torch.equal(first[k], last[k]) for k in first)  # the epoch-0 weights came back
