@@ -212,6 +212,14 @@ def test_attack_config_errors(kwargs, message):
         AttackConfig(**kwargs)
 
 
+def test_attack_works_inside_no_grad(model, batch):
+    x, y = batch
+    cfg = AttackConfig(0.1, 0.025, 3)
+    with torch.no_grad():
+        inside = pgd(model, x, y, cfg, generator=seeded())
+    assert torch.equal(inside, pgd(model, x, y, cfg, generator=seeded()))
+
+
 def test_batch_mismatch_is_an_error(model, batch):
     x, y = batch
     with pytest.raises(ValueError, match="same batch size"):

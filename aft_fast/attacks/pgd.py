@@ -85,12 +85,15 @@ def input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=
                loss_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(gradient of the summed loss w.r.t. `x_in` only, logits). `x_in` is used as a leaf."""
     x_in = x_in.detach().requires_grad_(True)
-    with _autocast(x_in.device, amp_dtype):
-        logits = model(x_in)
+    # enable_grad: the attack also works when the caller evaluates under torch.no_grad().
+    # The backward runs outside autocast, as torch recommends (it reuses the forward's dtypes).
+    with torch.enable_grad():
+        with _autocast(x_in.device, amp_dtype):
+            logits = model(x_in)
         loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
-    if amp_dtype == torch.float16:
-        loss = loss * FP16_LOSS_SCALE
-    (grad,) = torch.autograd.grad(loss, x_in)
+        if amp_dtype == torch.float16:
+            loss = loss * FP16_LOSS_SCALE
+        (grad,) = torch.autograd.grad(loss, x_in)
     return grad, logits.detach()
 
 

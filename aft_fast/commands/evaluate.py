@@ -66,6 +66,9 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
                                image_size=image_size or ckpt.get("input_size"))
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from exc
+    _check(loaders.spec.channels == ckpt["in_channels"],
+           f"{data} has {loaders.spec.channels}-channel images, the checkpoint's model takes "
+           f"{ckpt['in_channels']}", "--data")
     _check(loaders.spec.num_classes == ckpt["num_classes"],
            f"{data} has {loaders.spec.num_classes} classes, the checkpoint {ckpt['num_classes']}",
            "--data")
