@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLIT_SEED = 0  # the fixed permutation that carves val (and train_eval) out of train/
 CROP_RATIO = 0.875  # eval: resize the shorter side to size / 0.875, centre-crop size
 
 
@@ -96,8 +97,9 @@ def check_files(files: FileList, root) -> None:
                          f"with `aft-fast data scan {root}`)")
 
 
-def carve(files: FileList, n: int, seed: int) -> tuple[FileList, FileList]:
-    """(rest, held out n) with a fixed permutation."""
+def carve(files: FileList, n: int, seed: int = SPLIT_SEED) -> tuple[FileList, FileList]:
+    """(rest, held out n) with a fixed permutation; both keep the sorted (class) order. The seed
+    is fixed, not the run's: runs with different seeds are selected on the same val images."""
     perm = torch.randperm(len(files.files), generator=torch.Generator().manual_seed(seed)).tolist()
     held, rest = sorted(perm[:n]), sorted(perm[n:])
     pick = lambda ids: FileList([files.files[i] for i in ids], [files.labels[i] for i in ids])  # noqa: E731
@@ -120,9 +122,9 @@ def folder_loaders(root, *, batch_size: int, eval_batch_size: int, loader: str, 
         val_size = min(10_000, max(eval_batch_size, math.ceil(0.02 * len(train_all.files))))
     if not 0 < val_size < len(train_all.files):
         raise ValueError(f"--val-size must be in [1, {len(train_all.files) - 1}], got {val_size}")
-    train, val = carve(train_all, val_size, seed)
-    k = min(train_eval_size, len(train.files))
-    train_eval = FileList(train.files[:k], train.labels[:k])
+    train, val = carve(train_all, val_size)
+    # A fixed sample spread over every class (the first k of a class-sorted list would be class 0).
+    _, train_eval = carve(train, min(train_eval_size, len(train.files)))
     make = dali_loader if loader == "dali" else torchvision_loader
     common = dict(image_size=image_size, device=device, workers=workers, seed=seed,
                   channels_last=channels_last)
