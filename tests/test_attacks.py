@@ -237,6 +237,9 @@ def test_compiled_step_matches_eager(model, batch):
     # Same signs almost everywhere (a fused graph may round a near-zero gradient differently).
     assert (compiled != eager).float().mean() < 0.01
     assert (compiled - x).abs().max() <= 0.1 + 1e-6
+    bn_net = tiny_mnist_net(batchnorm=True).train()  # BatchNorm in train mode inside the graph
+    x_bn = pgd(bn_net, x, y, AttackConfig(0.1, 0.025, 2, bn_mode="train", compile=True))
+    assert bn_net.training and (x_bn - x).abs().max() <= 0.1 + 1e-6
 
 
 @pytest.mark.cuda

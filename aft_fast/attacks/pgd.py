@@ -86,42 +86,35 @@ def input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=
     """(gradient of the summed loss w.r.t. `x_in` only, logits). `x_in` is used as a leaf."""
     x_in = x_in.detach().requires_grad_(True)
     # enable_grad: the attack also works when the caller evaluates under torch.no_grad().
-    # The backward runs outside autocast, as torch recommends (it reuses the forward's dtypes).
     with torch.enable_grad():
-        with _autocast(x_in.device, amp_dtype):
-            logits = model(x_in)
-        loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
-        if amp_dtype == torch.float16:
-            loss = loss * FP16_LOSS_SCALE
-        (grad,) = torch.autograd.grad(loss, x_in)
+        return _loss_grad(model, x_in, y, amp_dtype, loss_fn)
+
+
+def _loss_grad(model, x_leaf, y, amp_dtype, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
+    with _autocast(x_leaf.device, amp_dtype):
+        logits = model(x_leaf)
+    # The loss and the backward run outside autocast, as torch recommends.
+    loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
+    if amp_dtype == torch.float16:
+        loss = loss * FP16_LOSS_SCALE
+    (grad,) = torch.autograd.grad(loss, x_leaf)
     return grad, logits.detach()
 
 
-def functional_input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=None,
-                          loss_fn=None) -> torch.Tensor:
-    """`input_grad`'s gradient through `torch.func.grad`: a form `torch.compile` captures as one
-    graph (it breaks on `torch.autograd.grad`). Parameters are constants here: no `.grad`."""
-    def loss_of(xi):
-        with _autocast(xi.device, amp_dtype):
-            logits = model(xi)
-        loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
-        return loss * FP16_LOSS_SCALE if amp_dtype == torch.float16 else loss
-
-    # Under no_grad the outer level records nothing; func.grad still differentiates inside.
-    with torch.no_grad():
-        return torch.func.grad(loss_of)(x_in)
+_compiled_loss_grad = None
 
 
-_compiled_input_grad = None
-
-
-def compiled_input_grad(*args, **kwargs) -> torch.Tensor:
-    """`functional_input_grad` under `torch.compile` (compiled once per model and shape; the
-    first call pays the compilation)."""
-    global _compiled_input_grad
-    if _compiled_input_grad is None:
-        _compiled_input_grad = torch.compile(functional_input_grad)
-    return _compiled_input_grad(*args, **kwargs)
+def compiled_input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=None,
+                        loss_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`input_grad` with forward + loss + input-gradient backward as one `torch.compile` graph
+    (compiled once per model and shape; the first call pays the compilation). Dynamo traces
+    `torch.autograd.grad` only with `trace_autograd_ops`; BatchNorm in train mode works too."""
+    global _compiled_loss_grad
+    if _compiled_loss_grad is None:
+        _compiled_loss_grad = torch.compile(_loss_grad, fullgraph=True)
+    x_in = x_in.detach().requires_grad_(True)
+    with torch.enable_grad(), torch._dynamo.config.patch(trace_autograd_ops=True):
+        return _compiled_loss_grad(model, x_in, y, amp_dtype, loss_fn)
 
 
 def _like(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -143,10 +136,7 @@ def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torc
     elif x_in is not x_adv:
         x_in.copy_(x_adv)
     for _ in range(cfg.steps):
-        if cfg.compile:
-            grad = compiled_input_grad(model, x_in, y, amp, loss_fn)
-        else:
-            grad, _ = input_grad(model, x_in, y, amp, loss_fn)
+        grad, _ = (compiled_input_grad if cfg.compile else input_grad)(model, x_in, y, amp, loss_fn)
         with torch.no_grad():
             ops.pgd_step_(x_adv, _like(grad, x_adv), x_nat, cfg.eps, cfg.alpha,
                           out=x_in if x_in is not x_adv else None)
