@@ -81,14 +81,14 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
 def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha: float | None = None,
              steps: int = 20, restarts: int = 1, amp: str | None = None,
              max_batches: int | None = None, device=None, seed: int = 0,
-             autoattack_steps: int = 100, autoattack_queries: int = 5000) -> dict:
+             autoattack_steps: int = 100, autoattack_queries: int = 5000, reduce=None) -> dict:
     """Clean and robust accuracy of `model` (takes [0, 1] images) over `loader`.
 
     PGD: `steps` steps of `alpha` (default 2.5 * eps / steps), `restarts` random starts keeping
     each example's worst case, fp32 unless `amp` is given, model in eval mode, starts seeded
     by `seed`. AutoAttack: the reference settings unless `autoattack_steps`/`_queries` lower
     them. "none": clean accuracy only. Returns clean_acc, robust_acc, n, attack, settings,
-    seconds and the environment stamp.
+    seconds and the environment stamp. `reduce` sums the counts across processes (DDP).
     """
     from aft_fast.runtime import environment
 
@@ -115,7 +115,8 @@ def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha
     result = accuracy(model, loader, attack=attack, cfg=cfg, max_batches=max_batches,
                       generator=torch.Generator().manual_seed(seed),
                       autoattack_kwargs={"eps": eps, "steps": autoattack_steps,
-                                         "queries": autoattack_queries, "seed": seed})
+                                         "queries": autoattack_queries, "seed": seed},
+                      reduce=reduce)
     return {"attack": attack, "clean_acc": result["clean_acc"], "robust_acc": result["robust_acc"],
             "n": result["n"], "settings": settings, "seconds": result["seconds"],
             "environment": environment(device)}

@@ -242,6 +242,23 @@ def test_compiled_step_matches_eager(model, batch):
     assert bn_net.training and (x_bn - x).abs().max() <= 0.1 + 1e-6
 
 
+def test_loop_never_reads_tensor_values_on_the_host(model, batch, monkeypatch):
+    """What would be a device sync on a GPU: reading a tensor's value in Python (.item(), bool,
+    .tolist(), int/float). Seeds are drawn before the loop; here they are fixed."""
+    from aft_fast import ops
+    x, y = batch
+    monkeypatch.setattr(ops, "draw_seed", lambda generator=None: 1234)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a tensor value was read on the host inside the attack")
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    for cfg in (AttackConfig(0.1, 0.02, 3, restarts=3), AttackConfig(0.1, 0.02, 3, amp="bf16")):
+        pgd(model, x, y, cfg)
+    monkeypatch.undo()
+
+
 @pytest.mark.cuda
 def test_cuda_loop_has_no_host_sync(model, batch):
     net = tiny_mnist_net().cuda().eval()
