@@ -112,3 +112,12 @@ def test_bench_loader_command(folder, tmp_path):
     missing = CliRunner().invoke(main, ["bench-loader", "--data", str(tmp_path / "nope"),
                                         "--loader", "pytorch"])
     assert missing.exit_code == 2 and "--data" in missing.output
+
+
+@pytest.mark.parametrize("name", ["pytorch", pytest.param("dali", marks=pytest.mark.dali)])
+def test_channels_last_folder_batches(folder, name):
+    L = make_loaders(str(folder), loader=name, channels_last=True, **KW)
+    for loader in (L.train, L.test):
+        x, y = next(iter(loader))
+        assert x.shape == (7, 3, 16, 16) and x.is_contiguous(memory_format=torch.channels_last)
+        assert y.dtype == torch.int64
