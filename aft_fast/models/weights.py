@@ -20,7 +20,12 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"--weights {path}: not a readable torch file ({exc})") from exc
+        # weights_only refuses pickled objects (an argparse Namespace in old training scripts'
+        # checkpoints): arbitrary code could run on load, so say how to convert instead.
+        raise ValueError(f"--weights {path}: not a readable torch file for "
+                         f"torch.load(weights_only=True) ({str(exc).splitlines()[0]}); if the file "
+                         "is yours, re-save just its state_dict with torch.save(state_dict, path)"
+                         ) from exc
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         obj = obj["model"]
     elif isinstance(obj, dict):
