@@ -136,6 +136,8 @@ def run_bench(w: Workload, *, warmup: int = 1, repeats: int = 5, methods=METHOD_
         "attack": attack,
         # engine vs the plain research-code PGD, same steps, same run: > 1 means the engine is faster
         "speedup": attack["plain"]["median_s"] / attack["engine"]["median_s"],
+        # the same ratio from the fastest round of each: less sensitive to other jobs on the machine
+        "speedup_min": attack["plain"]["min_s"] / attack["engine"]["min_s"],
         "speedup_torchattacks": (attack["torchattacks"]["median_s"] / attack["engine"]["median_s"]
                                  if "torchattacks" in attack else None),
         "methods": method_rows,

@@ -71,14 +71,18 @@ def bench_markdown(result: dict, command: str | None = None) -> str:
     if load:
         lines += [f"Machine load average (1 min) at start / end: {load[0]:.2f} / {load[1]:.2f} "
                   "(other jobs share these cores: compare figures within this run only).", ""]
-    lines += [f"**Engine speedup over the plain reference: {result['speedup']:.2f}×**"
+    lines += [f"**Engine speedup over the plain reference: {result['speedup']:.2f}×** (medians; "
+              f"{result['speedup_min']:.2f}× from the fastest rounds)"
               + (f"; over torchattacks: {result['speedup_torchattacks']:.2f}×"
                  if result.get("speedup_torchattacks") else ""), "",
               format_markdown(attack_table(result)), ""]
     if result["methods"]:
         lines += ["## Training iteration per method", "", format_markdown(method_table(result)), "",
-                  "Epoch counts are assumptions (see `aft_fast/perf/bench.py`, DEFAULT_EPOCHS), "
-                  "override with `--epochs METHOD=N`.", ""]
+                  f"The projection scales the iteration measured here ({result['settings']['arch']} at "
+                  f"{result['settings']['image_size']} px, PGD-{result['settings']['steps']} for PGD AT "
+                  "and AFT) to a full run's number of images; for an ImageNet figure measure "
+                  "`--arch resnet50 --image-size 224`. Epoch counts are assumptions (see "
+                  "`aft_fast/perf/bench.py`, DEFAULT_EPOCHS), override with `--epochs METHOD=N`.", ""]
     return "\n".join(lines)
 
 
