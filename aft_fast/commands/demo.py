@@ -17,19 +17,21 @@ from aft_fast.train import TrainOptions
 @click.option("--out", default="runs/demo", show_default=True,
               help="Folder for the two runs (natural/, aft/); the demo replaces its own runs there.")
 @click.option("--eps", type=float, default=0.2, show_default=True)
-@click.option("--pretrain-epochs", type=int, default=8, show_default=True)
-@click.option("--aft-epochs", type=int, default=6, show_default=True,
-              help="The paper uses 10; 6 keeps the demo to a few minutes on 2 CPU cores.")
-@click.option("--steps", type=int, default=10, show_default=True, help="PGD steps while fine-tuning.")
+@click.option("--pretrain-epochs", type=int, default=6, show_default=True)
+@click.option("--pretrain-lr", type=float, default=0.03, show_default=True,
+              help="Natural training: SGD (momentum 0.9, wd 5e-4, multistep) peak LR.")
+@click.option("--aft-epochs", type=int, default=3, show_default=True,
+              help="The paper uses 10; 3 keeps the demo to a few minutes on 2 CPU cores.")
+@click.option("--steps", type=int, default=5, show_default=True, help="PGD steps while fine-tuning.")
 @click.option("--device", default="auto", show_default=True)
 @json_option
-def demo_command(out, eps, pretrain_epochs, aft_epochs, steps, device, json_path):
+def demo_command(out, eps, pretrain_epochs, pretrain_lr, aft_epochs, steps, device, json_path):
     """Natural pretraining, then AFT, then PGD-20 evaluation, on mnist5k."""
     out = Path(out)
     common = dict(arch="small_cnn", data="mnist5k", eps=eps, device=device, overwrite=True,
                   eval_max_batches=2, eval_steps=10, log_every=10**9)
     click.echo(f"1/3 natural pretraining ({pretrain_epochs} epochs) -> {out / 'natural'}")
-    natural, t_nat = train_timed(TrainOptions(method="natural", epochs=pretrain_epochs, lr=0.1,
+    natural, t_nat = train_timed(TrainOptions(method="natural", epochs=pretrain_epochs, lr=pretrain_lr,
                                               out=str(out / "natural"), **common))
     click.echo(f"2/3 AFT fine-tuning ({aft_epochs} epochs, PGD-{steps}, eps {eps}) -> {out / 'aft'}")
     aft, t_aft = train_timed(TrainOptions(method="aft", epochs=aft_epochs, steps=steps,

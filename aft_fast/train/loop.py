@@ -102,6 +102,8 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
     show_bar = not quiet and dist.is_main and sys.stderr.isatty()
     guard_batch = next(iter(loaders.val)) if co_guard else None
     guard_best = None
+    # Attack timings synchronise the device: every iteration on CPU (free), a sample on GPUs.
+    timed_every = 1 if device.type == "cpu" else max(1, min(log_every, 20))
 
     for epoch in range(start_epoch, epochs):
         loaders.train.set_epoch(epoch)
@@ -120,16 +122,20 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
                     group["lr"] = lr
 
             set_lr(0.0)
-            trainer.time_attack = i % log_every == 0
+            trainer.time_attack = i % timed_every == timed_every - 1 or i == n_batches - 1
             stats = method.step(trainer, x, y, set_lr)
             sums += torch.stack([stats.loss_sum.double(), stats.correct.double(),
                                  torch.tensor(float(stats.n), dtype=torch.float64, device=device)])
-            if (i + 1) % log_every == 0 and dist.is_main and not quiet and not show_bar:
-                s = sums.tolist()
+            if (i + 1) % log_every == 0 and dist.is_main and not quiet:
+                s = sums.tolist()  # the one host sync of a log interval
                 elapsed = synced_clock(device) - t_epoch
-                print(f"  epoch {epoch + 1} iter {i + 1}/{n_batches}: loss {s[0] / s[2]:.4f} "
-                      f"acc {s[1] / s[2]:.3f} lr {optimizer.param_groups[0]['lr']:.3g} "
-                      f"{s[2] * dist.world_size / elapsed:.0f} img/s data {data_time:.1f}s", flush=True)
+                msg = (f"loss {s[0] / s[2]:.4f} acc {s[1] / s[2]:.3f} "
+                       f"lr {optimizer.param_groups[0]['lr']:.3g} "
+                       f"{s[2] * dist.world_size / elapsed:.0f} img/s data {data_time:.1f}s")
+                if show_bar:
+                    bar.set_postfix_str(msg)
+                else:
+                    print(f"  epoch {epoch + 1} iter {i + 1}/{n_batches}: {msg}", flush=True)
             bar.update(1)
             t_data = time.perf_counter()
         bar.close()
