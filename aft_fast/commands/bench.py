@@ -185,6 +185,8 @@ def profile_command(ctx, iterations, warmup, trace_path, top_ops, json_path, **w
     click.echo(f"{result['environment']['device']}: {w.arch} {w.image_size}px batch {w.batch}, "
                f"{result['settings']['iteration']}, mean of {iterations} iterations")
     click.echo(format_text(profile_table(result)))
+    click.echo(f"machine load average (1 min) at start / end: {result['load_average'][0]:.2f} / "
+               f"{result['load_average'][1]:.2f}")
     if not result["within_tolerance"]:
         click.echo(f"warning: the parts miss {result['other_pct']:.1f}% of the total "
                    f"(tolerance {result['tolerance_pct']:g}%)", err=True)

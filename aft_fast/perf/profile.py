@@ -169,6 +169,7 @@ def run_profile(w: Workload, *, iterations: int = 5, warmup: int = 1, trace: str
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     say = progress or (lambda msg: None)
+    load_start = os.getloadavg()[0]
     b = build_workload(w)
     it = Iteration(b, w)
     clock = SectionClock(b.device)
@@ -207,6 +208,8 @@ def run_profile(w: Workload, *, iterations: int = 5, warmup: int = 1, trace: str
         "uninstrumented_total_s": sorted(plain)[len(plain) // 2],
         "top_ops": [],
         "trace": None,
+        # other processes on the machine during the run (1-min load average, start and end)
+        "load_average": [load_start, os.getloadavg()[0]],
     }
     if trace or top_ops > 0:
         say("torch.profiler pass")
