@@ -69,13 +69,38 @@ def test_schedule_plot(tmp_path):
     (["train", "--method", "magic"], "Invalid value for '--method'"),
     (["train", "--method", "aft", "--epochs", "1"], "pass --weights PATH"),
     (["train", "--eps", "eight"], "fraction like 8/255"),
-    (["train", "--method", "natural", "--data", "/no/such/dir"], "--data must be one of"),
+    (["train", "--method", "natural", "--data", "/no/such/dir"],
+     "Invalid value for --data: must be one of mnist5k, synthetic or an existing ImageNet-style"),
+    (["train", "--method", "natural", "--eps", "-0.1"], "Invalid value for --eps: must be >= 0"),
+    (["train", "--method", "aft", "--weights", "/no/such.pt"],
+     "Invalid value for --weights: /no/such.pt: no such file"),
     (["eval", "--checkpoint", "/no/such.pt", "--eps", "0.1"], "no such file"),
 ])
 def test_cli_errors(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_wrong_class_count_names_the_fix(tmp_path):
+    import torch
+
+    from aft_fast.models import build
+    torch.save(build("small_cnn", 5, in_channels=1).model.state_dict(), tmp_path / "five.pt")
+    result = CliRunner().invoke(main, ["train", "--method", "aft", "--weights",
+                                       str(tmp_path / "five.pt"), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "--replace-head" in result.output, result.output
+
+
+def test_train_json_carries_the_environment(run_dir):
+    # The module-scoped run wrote no JSON; a resume of the finished run does no epochs.
+    out = run_dir.parent / "summary.json"
+    result = CliRunner().invoke(main, [
+        "train", "--method", "natural", "--data", "mnist5k", "--epochs", "1", "--out", str(run_dir),
+        "--resume", "--device", "cpu", "--quiet", "--eval-max-batches", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert "device" in report["environment"] and report["best"]["epoch"] == 0
 
 
 def test_info_lists_kernels(tmp_path):

@@ -6,6 +6,7 @@ import yaml
 
 from aft_fast.commands.common import json_option
 from aft_fast.io import write_json
+from aft_fast.runtime import environment
 from aft_fast.train.plots import plot_schedule
 from aft_fast.train.schedules import SCHEDULES, make_schedule
 
@@ -33,4 +34,5 @@ def schedule_command(name, epochs, lr, params, points, plot, json_path):
     if plot:
         plot_schedule(sched, plot)
     if json_path:
-        write_json({"schedule": sched.state_dict(), "points": rows}, json_path)
+        write_json({"schedule": sched.state_dict(), "points": rows,
+                    "environment": environment("cpu")}, json_path)

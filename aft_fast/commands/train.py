@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 
 import click
@@ -9,6 +10,7 @@ import yaml
 
 from aft_fast.commands.common import FRACTION, config_option, json_option
 from aft_fast.io import write_json
+from aft_fast.runtime import environment
 from aft_fast.train.methods import METHODS
 from aft_fast.train.run import TrainOptions, train
 from aft_fast.train.schedules import SCHEDULES
@@ -76,6 +78,16 @@ def options_from_dataclass(cls):
     return decorate
 
 
+def _as_click_error(message: str) -> click.ClickException:
+    """The library's errors start with the option they are about ("--eps must be >= 0"):
+    report them as that option's bad value, the rest as usage errors."""
+    match = re.match(r"(--[a-z][a-z-]*)\b", message)
+    if match and match.group(1)[2:].replace("-", "_") in TrainOptions.names():
+        return click.BadParameter(message[match.end():].lstrip(" :") or message,
+                                  param_hint=match.group(1))
+    return click.UsageError(message)
+
+
 @click.command("train")
 @config_option
 @options_from_dataclass(TrainOptions)
@@ -91,9 +103,10 @@ def train_command(json_path, **kwargs):
     try:
         summary = train(TrainOptions(**kwargs))
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise _as_click_error(str(exc)) from exc
     if json_path:
-        write_json(summary, json_path)
+        write_json({**summary, "environment": environment(summary["config"]["resolved"]["device"])},
+                   json_path)
     best = summary["best"]
     click.echo(f"done: {summary['run_dir']} (best {best['metric']} {best['value']:.4f} at epoch "
                f"{best['epoch'] + 1})")
