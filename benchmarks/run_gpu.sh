@@ -12,6 +12,9 @@ python -m pip install -q --no-build-isolation --no-deps --use-pep517 -e . 2>&1 |
 python -m aft_fast.cli info --json "$OUT/info.json" | tee "$OUT/info.txt"
 python -m pytest tests/test_ops.py tests/test_attacks.py -m cuda -q -rA 2>&1 | tail -40 | tee "$OUT/cuda_tests.txt"
 python benchmarks/bench_ops.py --device cuda --json "$OUT/ops_gpu.json" --md "$OUT/ops_gpu.md"
-python -m aft_fast.cli bench --arch resnet50 --image-size 224 --batch 256 --steps 3 --amp bf16 \
+python -m aft_fast.cli bench --arch resnet50 --image-size 224 --batch 256 --steps 3 --amp bf16 --num-classes 1000 \
     --channels-last --device cuda --json "$OUT/bench_gpu.json" --md "$OUT/bench_gpu.md" \
     --plot "$OUT/bench_gpu.png" 2>&1 | tail -30
+python -m aft_fast.cli profile --arch resnet50 --image-size 224 --batch 256 --steps 3 --amp bf16 \
+    --num-classes 1000 --channels-last --device cuda --json "$OUT/profile_gpu.json" \
+    --trace "$OUT/profile_gpu_trace.json" 2>&1 | tail -30
