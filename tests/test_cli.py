@@ -142,3 +142,16 @@ def test_every_config_loads_through_config_option(path):
         assert opts.schedule == "slow-start-fast-decay"
     if "cifar10" in path.name:
         assert opts.eps == pytest.approx(8 / 255) and opts.arch == "wrn28_10"
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
+    out = tmp_path / "demo.json"
+    result = CliRunner().invoke(main, [
+        "demo", "--out", str(tmp_path / "runs"), "--pretrain-epochs", "1", "--aft-epochs", "1",
+        "--steps", "1", "--device", "cpu", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| natural |" in result.output and "| AFT (from natural) |" in result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["natural", "AFT (from natural)"]
+    assert all(0 <= r["pgd_acc"] <= r["clean_acc"] <= 1 and r["n"] == 1000 for r in rows)

@@ -34,6 +34,14 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
+def test_logs_every_n_steps_and_each_epoch(tmp_path, capsys):
+    train(synthetic_opts(tmp_path, "run", method="pgd-at", epochs=1, quiet=False, log_every=2))
+    out = capsys.readouterr().out
+    # 4 batches, a line every 2 with loss, accuracy, LR, throughput and data time.
+    assert "epoch 1 iter 2/4: loss" in out and "iter 4/4" in out and "img/s data" in out
+    assert "epoch 1/1 [pgd-at] loss" in out and "val clean" in out
+
+
 def test_non_empty_out_needs_overwrite_which_keeps_other_files(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -23,7 +23,8 @@ HELP = {
     "weights": "Local weights to start from: torchvision state_dict or aft_fast checkpoint.",
     "replace_head": "Re-initialise the classifier when --weights has another class count.",
     "allow_scratch": "Let aft run without --weights (fine-tuning random weights).",
-    "epochs": "Epochs (default: the method's; Free AT divides it by --replays).",
+    "epochs": "Passes over the training data (default: the method's; Free AT's default is "
+              "divided by --replays, as each batch is replayed m times).",
     "lr": "Peak/base learning rate (default: the method's).",
     "optimizer": "sgd or adam (default: the method's).",
     "schedule": f"LR schedule: {', '.join(SCHEDULES)} (default: the method's).",

@@ -3,6 +3,7 @@ turn a configuration into data, model, method, optimizer, schedule and a call to
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import asdict, dataclass, fields
 
@@ -91,8 +92,18 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError(f"--method {opts.method} fine-tunes a pretrained model: pass --weights "
                          "PATH (a local torchvision state_dict or an aft_fast checkpoint), or "
                          "--allow-scratch to fine-tune random weights anyway")
+    if opts.weights and not os.path.isfile(opts.weights):  # before minutes of data loading
+        raise FileNotFoundError(f"--weights {opts.weights}: no such file (a local torchvision "
+                                "state_dict or an aft_fast checkpoint is expected)")
     seed_everything(opts.seed)
     dist, device = distributed.setup(pick_device(opts.device))
+    try:  # a bad option found below must not leave a process group behind
+        return _train(opts, dist, device)
+    finally:
+        distributed.teardown()
+
+
+def _train(opts: TrainOptions, dist, device) -> dict:
     loaders = make_loaders(opts.data, batch_size=opts.batch_size, loader=opts.loader,
                            image_size=opts.image_size, device=device, workers=opts.workers,
                            seed=opts.seed, rank=dist.rank, world_size=dist.world_size,
@@ -119,14 +130,11 @@ def train(opts: TrainOptions) -> dict:
         "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
         "schedule": schedule.name, "alpha": method.alpha, "replays": method.replays,
         "device": str(device), "world_size": dist.world_size}}
-    try:
-        summary = fit(method, model, loaders, arch=opts.arch, epochs=int(math.ceil(epochs)),
-                      optimizer=optimizer, schedule=schedule, run_dir=opts.out, device=device,
-                      eval_attack=eval_attack, amp=None if opts.amp == "none" else opts.amp,
-                      channels_last=opts.channels_last, resume=opts.resume,
-                      overwrite=opts.overwrite, log_every=opts.log_every, quiet=opts.quiet,
-                      eval_max_batches=opts.eval_max_batches, co_guard=opts.co_guard, dist=dist,
-                      ddp_model=net, config=config)
-    finally:
-        distributed.teardown()
+    summary = fit(method, model, loaders, arch=opts.arch, epochs=int(math.ceil(epochs)),
+                  optimizer=optimizer, schedule=schedule, run_dir=opts.out, device=device,
+                  eval_attack=eval_attack, amp=None if opts.amp == "none" else opts.amp,
+                  channels_last=opts.channels_last, resume=opts.resume,
+                  overwrite=opts.overwrite, log_every=opts.log_every, quiet=opts.quiet,
+                  eval_max_batches=opts.eval_max_batches, co_guard=opts.co_guard, dist=dist,
+                  ddp_model=net, config=config)
     return {**summary, "run_dir": opts.out, "config": config}
