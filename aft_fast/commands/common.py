@@ -19,6 +19,7 @@ def load_config_defaults(ctx: click.Context, _param, path):
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path} must hold a YAML mapping of option: value",
                                  param_hint="--config")
+    data.pop("resolved", None)  # what a run's args.yaml records as resolved, not an option
     known = {prm.name for prm in ctx.command.params}
     unknown = sorted(k for k in data if k.replace("-", "_") not in known)
     if unknown:
