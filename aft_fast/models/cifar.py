@@ -8,14 +8,16 @@ import torch.nn.functional as F
 
 
 class PreActBlock(nn.Module):
-    expansion = 1
+    """Pre-activation residual block (BN-ReLU-conv twice), the block of PreAct ResNet and of
+    WideResNet; `dropout` between the convolutions is WideResNet's."""
 
-    def __init__(self, in_planes, planes, stride=1):
+    def __init__(self, in_planes, planes, stride=1, dropout=0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.dropout = dropout
         self.shortcut = None
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
@@ -23,9 +25,10 @@ class PreActBlock(nn.Module):
     def forward(self, x):
         out = F.relu(self.bn1(x))
         shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + shortcut
+        out = F.relu(self.bn2(self.conv1(out)))
+        if self.dropout > 0:
+            out = F.dropout(out, p=self.dropout, training=self.training)
+        return self.conv2(out) + shortcut
 
 
 class PreActResNet18(nn.Module):
@@ -46,28 +49,6 @@ class PreActResNet18(nn.Module):
         return self.fc(out)
 
 
-class WideBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride, dropout):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.dropout = dropout
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = F.relu(self.bn2(out))
-        if self.dropout > 0:
-            out = F.dropout(out, p=self.dropout, training=self.training)
-        return self.conv2(out) + shortcut
-
-
 class WideResNet(nn.Module):
     def __init__(self, depth=28, widen=10, num_classes=10, dropout=0.0, in_channels=3):
         super().__init__()
@@ -77,7 +58,7 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         blocks, in_planes = [], widths[0]
         for i, (planes, stride) in enumerate(zip(widths[1:], [1, 2, 2])):
-            blocks.append(nn.Sequential(*[WideBlock(in_planes if j == 0 else planes, planes,
+            blocks.append(nn.Sequential(*[PreActBlock(in_planes if j == 0 else planes, planes,
                                                     stride if j == 0 else 1, dropout) for j in range(n)]))
             in_planes = planes
         self.block1, self.block2, self.block3 = blocks
