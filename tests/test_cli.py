@@ -157,12 +157,18 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
     assert all(0 <= r["pgd_acc"] <= r["clean_acc"] <= 1 and r["n"] == 1000 for r in rows)
 
 
-def test_a_runs_args_yaml_is_a_valid_config(run_dir, tmp_path):
+def test_a_runs_args_yaml_is_a_valid_config(tmp_path):
     """args.yaml records the resolved configuration; fed back with --config it reruns the job."""
-    result = CliRunner().invoke(main, ["train", "--config", str(run_dir / "args.yaml"),
-                                       "--out", str(tmp_path / "again"), "--epochs", "1"])
+    first_dir = tmp_path / "first"
+    result = CliRunner().invoke(main, [
+        "train", "--method", "natural", "--epochs", "1", "--batch-size", "512", "--eps", "0.1",
+        "--eval-max-batches", "1", "--eval-steps", "1", "--device", "cpu", "--quiet",
+        "--out", str(first_dir)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["train", "--config", str(first_dir / "args.yaml"),
+                                       "--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     import yaml
-    first = yaml.safe_load((run_dir / "args.yaml").read_text())
+    first = yaml.safe_load((first_dir / "args.yaml").read_text())
     again = yaml.safe_load((tmp_path / "again" / "args.yaml").read_text())
     assert {k: v for k, v in first.items() if k != "out"} == {k: v for k, v in again.items() if k != "out"}
