@@ -35,6 +35,8 @@ def workload_options(fn):
         click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="CPU threads for torch (default: torch's own choice)."),
         click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+                     help="torch.compile the engine's forward + input backward (and the floor)."),
         device_option,
     ]
     for option in reversed(options):
@@ -52,7 +54,8 @@ def make_workload(params: dict):
                         num_classes=params["num_classes"], steps=params["steps"], eps=params["eps"],
                         alpha=params["alpha"], amp=None if params["amp"] == "none" else params["amp"],
                         channels_last=params["channels_last"], device=params["device"],
-                        in_channels=params["in_channels"], seed=params["seed"])
+                        in_channels=params["in_channels"], seed=params["seed"],
+                        compile=params["compile_"])
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -175,6 +178,9 @@ def profile_command(ctx, iterations, warmup, trace_path, top_ops, json_path, **w
     from aft_fast.perf.profile import profile_table, run_profile
     from aft_fast.perf.report import format_text
 
+    if workload["compile_"]:
+        raise click.BadParameter("profile times the eager iteration part by part; a compiled graph "
+                                 "has no parts to time: drop --compile", param_hint="--compile")
     w = make_workload(workload)
     try:
         result = run_profile(w, iterations=iterations, warmup=warmup, trace=trace_path,

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from aft_fast.attacks import pgd
-from aft_fast.attacks.pgd import input_grad
+from aft_fast.attacks.pgd import compiled_input_grad, input_grad
 from aft_fast.perf.timing import time_interleaved
 from aft_fast.perf.workload import Built, Workload, build_workload, load_plain_pgd
 from aft_fast.runtime import environment
@@ -38,9 +38,10 @@ def attack_variants(b: Built, w: Workload, third_party: bool = True) -> dict[str
     the engine's settings (one step's unavoidable network compute); the others run PGD-k."""
     cfg = w.attack_config()
     x_in = b.x.to(cfg.amp_dtype) if cfg.amp_dtype is not None else b.x
+    grad_fn = compiled_input_grad if cfg.compile else input_grad  # floor compiled as the engine is
     plain_pgd = load_plain_pgd()
     variants = {
-        "floor": lambda: input_grad(b.model, x_in, b.y, cfg.amp_dtype),
+        "floor": lambda: grad_fn(b.model, x_in, b.y, cfg.amp_dtype),
         "engine": lambda: pgd(b.model, b.x, b.y, cfg),
         "plain": lambda: plain_pgd(b.plain_model, b.x_plain, b.y, w.eps, w.alpha, w.steps),
     }

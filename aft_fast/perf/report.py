@@ -56,6 +56,8 @@ def bench_summary_line(result: dict) -> str:
     s, env = result["settings"], result["environment"]
     amp = s["amp"] or "fp32"
     layout = "channels_last" if s["channels_last"] else "NCHW"
+    if s.get("compile"):
+        layout += " torch.compile"
     return (f"{env['device']}, torch {env['torch']}, commit {env['commit']}; {s['arch']} "
             f"{s['image_size']}×{s['image_size']}, batch {s['batch']}, PGD-{s['steps']} "
             f"(eps {s['eps']:.4g}, alpha {s['alpha']:.4g}), engine {amp} {layout}; median of "

@@ -34,6 +34,7 @@ class Workload:
     device: str = "auto"
     in_channels: int = 3
     seed: int = 0
+    compile: bool = False  # torch.compile the engine's forward + input backward (and the floor's)
 
     def __post_init__(self):
         for name in ("image_size", "batch", "num_classes", "in_channels"):
@@ -46,7 +47,8 @@ class Workload:
         self.attack_config()  # validates eps, alpha, amp
 
     def attack_config(self) -> AttackConfig:
-        return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode="eval")
+        return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode="eval",
+                            compile=self.compile)
 
     def as_dict(self) -> dict:
         return asdict(self)
