@@ -20,6 +20,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def git_commit() -> str:
+    """The checkout's commit (`-dirty` with local changes); AFT_FAST_COMMIT names it for a copy
+    of the tree that travelled without its .git (a lent GPU machine)."""
+    if os.environ.get("AFT_FAST_COMMIT"):
+        return os.environ["AFT_FAST_COMMIT"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
