@@ -142,3 +142,20 @@ def test_cli_bench_bad_input_names_the_option(flags, hint):
     out = CliRunner().invoke(main, ["bench", "--device", "cpu", *flags])
     assert out.exit_code == 2
     assert hint in out.output
+
+
+def test_bench_compile_reaches_the_engine_and_the_floor(monkeypatch):
+    import aft_fast.perf.bench as bench
+
+    w = Workload(**TINY, compile=True)
+    assert w.attack_config().compile
+    calls = []
+    monkeypatch.setattr(bench, "compiled_input_grad", lambda *a: calls.append(a) or (None, None))
+    variants = bench.attack_variants(build_workload(w), w, third_party=False)
+    variants["floor"]()
+    assert len(calls) == 1  # a compiled engine is compared with a compiled floor
+
+
+def test_cli_profile_refuses_compile():
+    out = CliRunner().invoke(main, ["profile", *TINY_FLAGS, "--compile"])
+    assert out.exit_code == 2 and "--compile" in out.output
