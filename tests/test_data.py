@@ -57,3 +57,9 @@ def test_channels_last_batches():
 def test_errors(kw, message):
     with pytest.raises(ValueError, match=message):
         make_loaders(**{"batch_size": 8, **kw})
+
+
+def test_synthetic_takes_the_image_size():
+    L = make_loaders("synthetic", batch_size=4, image_size=48)
+    x, _ = next(iter(L.train))
+    assert L.spec.image_size == 48 and x.shape[1:] == (3, 48, 48)

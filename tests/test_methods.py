@@ -144,3 +144,18 @@ def test_co_guard_rolls_back_when_pgd_accuracy_collapses(tmp_path, monkeypatch):
     first = [s for name, e, s in saved if name == "last.pt" and e == 0][0]
     last = [s for name, e, s in saved if name == "last.pt"][-1]
     assert all(torch.equal(first[k], last[k]) for k in first)  # the epoch-0 weights came back
+
+
+@pytest.mark.parametrize("name", ["pgd-at", "aft", "fast-at"])
+def test_compile_reaches_the_training_attack(name, monkeypatch):
+    import importlib
+
+    pgd_module = importlib.import_module("aft_fast.attacks.pgd")  # the package re-exports pgd()
+    seen = []
+    real = pgd_module._run_once
+    monkeypatch.setattr(pgd_module, "_run_once",
+                        lambda model, x, y, cfg, *a: seen.append(cfg.compile) or real(model, x, y,
+                                                                                      cfg, *a))
+    monkeypatch.setattr(pgd_module, "compiled_input_grad", pgd_module.input_grad)  # no compile wait
+    one_step(name, compile=True)
+    assert seen == [True]

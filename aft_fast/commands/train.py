@@ -38,8 +38,10 @@ HELP = {
     "amp": "Mixed precision: none, bf16 or fp16.",
     "bn_mode": "BatchNorm mode during the training attack: eval or train.",
     "channels_last": "Model and inputs in channels_last memory format.",
-    "compile": "torch.compile the model.",
+    "compile": "torch.compile the weight update and the attack's forward + input backward.",
     "loader": "pytorch or dali (image folders).",
+    "image_size": "Image side: folders' train crop / val centre crop (default 224), synthetic data's "
+                  "side (default 32); mnist5k is always 28.",
     "check_files": "Check image files' first/last bytes before training (refuses corrupt folders).",
     "co_guard": "Fast AT: stop and roll back when PGD accuracy collapses (catastrophic overfitting).",
     "resume": "Continue the run in --out from last.pt, exactly.",

@@ -57,6 +57,8 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
             train, val, test = mnist5k("train"), mnist5k("val"), mnist5k("test")
             spec = DataSpec("mnist5k", 10, 1, 28, len(train[1]), [str(i) for i in range(10)])
         else:
+            if image_size:  # speed work at the real resolution: --data synthetic --image-size 224
+                synthetic_shape = (synthetic_shape[0], image_size, image_size)
             n = synthetic_size
             train = synthetic(n, synthetic_shape, synthetic_classes, seed)
             val = synthetic(max(n // 8, 1), synthetic_shape, synthetic_classes, seed + 1)

@@ -61,7 +61,7 @@ def method_variants(b: Built, w: Workload, methods=METHOD_NAMES, replays: int = 
 
     out = {}
     for name in methods:
-        kwargs = dict(eps=w.eps, steps=w.steps, amp=w.amp)
+        kwargs = dict(eps=w.eps, steps=w.steps, amp=w.amp, compile=w.compile)
         if name in ("pgd-at", "aft"):
             kwargs["alpha"] = w.alpha
         if name == "free-at":

@@ -73,8 +73,10 @@ class Method:
     separate_attack = True  # perturb() is a separate pass worth timing (not natural, not Free AT)
 
     def __init__(self, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
-                 amp: str | None = None, bn_mode: str = "eval", replays: int | None = None):
+                 amp: str | None = None, bn_mode: str = "eval", replays: int | None = None,
+                 compile: bool = False):
         self.eps, self.steps, self.amp, self.bn_mode = eps, steps, amp, bn_mode
+        self.compile = compile  # the attack's forward + input backward as one compiled graph
         self.alpha = self.default_alpha(eps, steps) if alpha is None else alpha
         if replays is not None:
             if replays < 1:
@@ -86,7 +88,8 @@ class Method:
         return 2.5 * eps / max(steps, 1)  # Madry et al.'s rule: reach the boundary with slack
 
     def attack_config(self) -> AttackConfig:
-        return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode=self.bn_mode)
+        return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode=self.bn_mode,
+                            compile=self.compile)
 
     def perturb(self, trainer: Trainer, x, y) -> torch.Tensor:
         return x
@@ -143,7 +146,8 @@ class FastAT(Method):
         return 1.25 * eps
 
     def perturb(self, trainer, x, y):
-        return fgsm_rs(trainer.attack_model, x, y, self.eps, self.alpha, amp=self.amp, bn_mode=self.bn_mode)
+        return fgsm_rs(trainer.attack_model, x, y, self.eps, self.alpha, amp=self.amp,
+                       bn_mode=self.bn_mode, compile=self.compile)
 
 
 class FreeAT(Method):

@@ -116,7 +116,7 @@ def _train(opts: TrainOptions, dist, device) -> dict:
         model = model.to(memory_format=torch.channels_last)
     method = make_method(opts.method, eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
                          amp=None if opts.amp == "none" else opts.amp, bn_mode=opts.bn_mode,
-                         replays=opts.replays)
+                         replays=opts.replays, compile=opts.compile)
     epochs = opts.epochs if opts.epochs is not None else method.epochs
     epochs = max(1, math.ceil(epochs / method.replays)) if opts.epochs is None else epochs
     optimizer = make_optimizer(opts.optimizer or method.optimizer, model.parameters(),
