@@ -17,9 +17,9 @@ padded by wrap-around to a multiple of world_size) and handed to the reader with
 `shard_id`/`num_shards`, `stick_to_shard=True`: rank r reads exactly the samples the torchvision
 loader's rank r reads, in the same order, and an epoch is a pure function of (seed, epoch). The
 train pipeline is rebuilt when the epoch changes (augmentation is seeded from seed, epoch and
-rank): milliseconds on CPU, roughly 1.5 s with nvJPEG on an H100 (inferred from DALI at 0.81x torchvision
-on 3,500 images an epoch, 3.35x on 28,000), nothing at ImageNet's 1.28 M images. The last partial
-batch is kept (LastBatchPolicy.PARTIAL).
+rank): milliseconds on CPU, roughly 1.5 s with nvJPEG on an H100 (inferred from DALI at 0.81x
+torchvision on 3,500 images an epoch, 3.35x on 28,000), nothing at ImageNet's 1.28 M images. The
+last partial batch is kept (LastBatchPolicy.PARTIAL).
 """
 from __future__ import annotations
 
