@@ -3,9 +3,10 @@
 # builds the CUDA kernels for the visible GPU, runs the CUDA-marked tests, the op benchmark,
 # `aft-fast bench` (eager and compiled) and `aft-fast profile` in the paper's ImageNet setting and,
 # when nvidia-dali is installed, the DALI tests and the nvJPEG-vs-torchvision loader benchmark.
-# Writes what each step printed (<step>.log) and its JSON/markdown under $1 (default benchmarks/results/gpu). Commit those files with
-# the commit they were measured at. Each step is bounded so one hang cannot take the others;
-# STEPS="build ops ..." runs only the named steps (a lease's 10-minute calls take two halves).
+# Writes what each step printed (<step>.log) and its JSON/markdown under $1 (default
+# benchmarks/results/gpu). Commit those files with the commit they were measured at. Each step
+# is bounded so one hang cannot take the others; STEPS="build ops ..." runs only the named steps
+# (a lease's 10-minute calls take it in parts).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-benchmarks/results/gpu}
@@ -25,7 +26,8 @@ WORKLOAD=(--arch resnet50 --image-size 224 --batch 256 --steps 3 --amp bf16 --nu
 step build 300 $PY -m pip install -q --no-build-isolation --no-deps --use-pep517 -e .
 step info 60 $PY -m aft_fast.cli info --json "$DEST/info.json"
 step cuda-tests 300 $PY -m pytest tests -m cuda -q -rfEs -p no:cacheprovider
-step ops 240 $PY benchmarks/bench_ops.py --device cuda --json "$DEST/ops_gpu.json" --md "$DEST/ops_gpu.md"
+step ops 240 $PY benchmarks/bench_ops.py --device cuda --json "$DEST/ops_gpu.json" \
+    --md "$DEST/ops_gpu.md"
 step bench 420 $PY -m aft_fast.cli bench "${WORKLOAD[@]}" --json "$DEST/bench_gpu.json" \
     --md "$DEST/bench_gpu.md" --plot "$DEST/bench_gpu.png"
 step bench-compiled 420 $PY -m aft_fast.cli bench "${WORKLOAD[@]}" --compile --methods none \

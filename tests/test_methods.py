@@ -151,11 +151,13 @@ def test_compile_reaches_the_training_attack(name, monkeypatch):
     import importlib
 
     pgd_module = importlib.import_module("aft_fast.attacks.pgd")  # the package re-exports pgd()
-    seen = []
-    real = pgd_module._run_once
-    monkeypatch.setattr(pgd_module, "_run_once",
-                        lambda model, x, y, cfg, *a: seen.append(cfg.compile) or real(model, x, y,
-                                                                                      cfg, *a))
+    seen, real = [], pgd_module._run_once
+
+    def recording_run_once(model, x, y, cfg, *args):
+        seen.append(cfg.compile)
+        return real(model, x, y, cfg, *args)
+
+    monkeypatch.setattr(pgd_module, "_run_once", recording_run_once)
     monkeypatch.setattr(pgd_module, "compiled_input_grad", pgd_module.input_grad)  # no compile wait
     one_step(name, compile=True)
     assert seen == [True]

@@ -75,7 +75,9 @@ def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: i
     if dist.is_main:
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     dist.barrier()
-    net = ddp_model if ddp_model is not None else model  # what the batches go through (DDP wrapper when distributed)
+    # What the batches go through (DDP wrapper, compiled module). Never truth-tested: a compiled
+    # module raises on len().
+    net = ddp_model if ddp_model is not None else model
     # Attacks run on the plain (or compiled) module, weight updates through the DDP wrapper.
     trainer = Trainer(net, optimizer, amp, device, attack_model=model if dist.enabled else net)
     rows, best, start_epoch = [], None, 0
