@@ -6,6 +6,7 @@ an error, never a silent CPU-only build). ``FORCE_CUDA=0`` builds the CPU kernel
 """
 import glob
 import os
+import re
 import shutil
 import sys
 
@@ -13,6 +14,9 @@ from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0+PTX"
+# The version is typed once, in aft_fast/policy.py (read as text: the package is not built yet).
+VERSION = re.search(r'^VERSION = "([^"]+)"', open(os.path.join(ROOT, "aft_fast", "policy.py")).read(),
+                    re.M).group(1)
 
 
 def _is_toolkit(path):
@@ -92,7 +96,7 @@ def extension():
 
 setup(
     name="aft_fast",
-    version="0.1.0",
+    version=VERSION,
     description="Fast adversarial training and adversarial fine-tuning (AFT) with fused C++/CUDA ops",
     packages=find_packages(include=["aft_fast", "aft_fast.*"]),
     package_data={"aft_fast": ["configs/*.yaml"]},

@@ -5,67 +5,22 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from aft_fast import distributed
 from aft_fast.attacks import AttackConfig
+from aft_fast.errors import OptionError
+from aft_fast.policy import OPTIMIZERS
 from aft_fast.data import make_loaders
 from aft_fast.models import build
 from aft_fast.runtime import pick_device
 from aft_fast.train.loop import fit
 from aft_fast.train.methods import METHODS, make_method
+from aft_fast.train.options import TrainOptions
 from aft_fast.train.schedules import make_schedule
-
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclass
-class TrainOptions:
-    method: str = "aft"
-    arch: str = "small_cnn"
-    data: str = "mnist5k"
-    out: str = "runs/aft"
-    weights: str | None = None
-    replace_head: bool = False
-    allow_scratch: bool = False
-    epochs: float | None = None  # None: the method's default (divided by replays for Free AT)
-    batch_size: int = 128
-    eval_batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str | None = None
-    schedule_params: dict | None = None
-    eps: float = 0.3
-    alpha: float | None = None
-    steps: int = 10
-    replays: int | None = None
-    eval_steps: int = 20
-    eval_max_batches: int | None = None
-    amp: str = "none"
-    bn_mode: str = "eval"
-    channels_last: bool = False
-    compile: bool = False
-    loader: str = "pytorch"
-    check_files: bool = True
-    image_size: int | None = None
-    workers: int = 2
-    device: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-    co_guard: bool = False
-    log_every: int = 50
-    quiet: bool = False
-
-    @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -78,7 +33,7 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+    raise OptionError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
 
 
 def train(opts: TrainOptions) -> dict:
