@@ -1,12 +1,14 @@
-// Host side shared by every op and backend: argument checks that name the argument, and the flat
-// description of one fused elementwise pass (raw pointers, dtypes, scalars) the kernels consume.
+// Host side shared by every op and backend: argument checks that name the argument (messages built
+// without iostreams, see check.h), and the flat description of one fused elementwise pass (raw
+// pointers, dtypes, scalars) the kernels consume.
 #pragma once
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
 #include <cmath>
 #include <cstdint>
+
+#include "ops/check.h"
 
 namespace aft_fast {
 
@@ -33,8 +35,8 @@ inline Kind kind_of(const at::Tensor& t, const char* op, const char* name) {
     case at::kHalf: return kF16;
     case at::kBFloat16: return kBF16;
     default:
-      TORCH_CHECK(false, op, ": ", name, " must be float32, float16 or bfloat16, got ",
-                  t.scalar_type());
+      msg::fail<c10::TypeError>(__func__, __FILE__, __LINE__, op, name,
+                                " must be float32, float16 or bfloat16, got ", t.scalar_type());
   }
 }
 
@@ -47,12 +49,12 @@ inline bool same_layout(const at::Tensor& a, const at::Tensor& b) {
 
 inline void check_operand(const char* op, const at::Tensor& t, const char* name,
                           const at::Tensor& ref, const char* ref_name) {
-  TORCH_CHECK(t.sizes() == ref.sizes(), op, ": ", name, " and ", ref_name,
-              " must have the same shape, got ", t.sizes(), " and ", ref.sizes());
-  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " and ", ref_name,
-              " must be on the same device, got ", t.device(), " and ", ref.device());
-  TORCH_CHECK(same_layout(t, ref), op, ": ", name, " must have the same memory layout as ",
-              ref_name, ", got strides ", t.strides(), " and ", ref.strides());
+  AFT_CHECK_VALUE(t.sizes() == ref.sizes(), op, name, " and ", ref_name,
+                  " must have the same shape, got ", t.sizes(), " and ", ref.sizes());
+  AFT_CHECK_VALUE(t.device() == ref.device(), op, name, " and ", ref_name,
+                  " must be on the same device, got ", t.device(), " and ", ref.device());
+  AFT_CHECK_VALUE(same_layout(t, ref), op, name, " must have the same memory layout as ", ref_name,
+                  ", got strides ", t.strides(), " and ", ref.strides());
   kind_of(t, op, name);
 }
 
@@ -61,24 +63,26 @@ inline const float* per_sample_ptr(const char* op, const c10::optional<at::Tenso
   if (!v.has_value()) return nullptr;
   const at::Tensor& t = *v;
   const int64_t n = x.dim() ? x.size(0) : 1;
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == n, op, ": ", name,
-              " must have shape [N] = [", n, "], got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous(), op, ": ", name,
-              " must be a contiguous float32 tensor");
-  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on ", x.device());
-  TORCH_CHECK(n <= 1 || x.stride(0) == x.numel() / n, op, ": per-sample ", name,
-              " needs the batch dimension outermost in memory, got strides ", x.strides());
+  AFT_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, op, name, " must have shape [N] = [", n,
+                  "], got ", t.sizes());
+  AFT_CHECK_TYPE(t.scalar_type() == at::kFloat, op, name, " must be a float32 tensor, got ",
+                 t.scalar_type());
+  AFT_CHECK_VALUE(t.is_contiguous(), op, name, " must be contiguous, got strides ", t.strides());
+  AFT_CHECK_VALUE(t.device() == x.device(), op, name, " must be on ", x.device(), ", got ",
+                  t.device());
+  AFT_CHECK_VALUE(n <= 1 || x.stride(0) == x.numel() / n, op, "per-sample ", name,
+                  " needs the batch dimension outermost in memory, got strides ", x.strides());
   return t.data_ptr<float>();
 }
 
 inline float check_scalar(const char* op, double v, const char* name) {
-  TORCH_CHECK(std::isfinite(v) && v >= 0, op, ": ", name, " must be a finite number >= 0, got ", v);
+  AFT_CHECK_VALUE(std::isfinite(v) && v >= 0, op, name, " must be a finite number >= 0, got ", v);
   return static_cast<float>(v);
 }
 
 inline void check_box(const char* op, double lo, double hi) {
-  TORCH_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, op,
-              ": the box must satisfy lo <= hi with finite bounds, got lo=", lo, ", hi=", hi);
+  AFT_CHECK_VALUE(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, op,
+                  "the box must satisfy lo <= hi with finite bounds, got lo=", lo, ", hi=", hi);
 }
 
 // Validates everything and packs one pass. `a1`/`grad` may be undefined tensors (not used).
@@ -90,11 +94,12 @@ inline OpArgs make_args(const char* op, at::Tensor& a0, const char* a0_name, con
   OpArgs a;
   a.dtype = a0.scalar_type();
   kind_of(a0, op, a0_name);
-  TORCH_CHECK(a0.is_non_overlapping_and_dense(), op, ": ", a0_name,
-              " must be dense in memory (contiguous or channels_last), got strides ", a0.strides());
+  AFT_CHECK_VALUE(a0.is_non_overlapping_and_dense(), op, a0_name,
+                  " must be dense in memory (contiguous or channels_last), got strides ",
+                  a0.strides());
   check_operand(op, a1, a1_name, a0, a0_name);
-  TORCH_CHECK(a1.scalar_type() == a.dtype, op, ": ", a1_name, " must have ", a0_name, "'s dtype ",
-              a.dtype, ", got ", a1.scalar_type());
+  AFT_CHECK_TYPE(a1.scalar_type() == a.dtype, op, a1_name, " must have ", a0_name, "'s dtype ",
+                 a.dtype, ", got ", a1.scalar_type());
   a.a0 = a0.data_ptr();
   a.a1 = a1.const_data_ptr();
   if (grad.defined()) {

@@ -133,7 +133,7 @@ void run_typed(const OpArgs& a, const Op& op) {
 
 template <class Op>
 void run(const at::Tensor& on, const OpArgs& a, const Op& op, const char* name) {
-  TORCH_CHECK(on.is_cuda(), name, ": expected CUDA tensors");
+  AFT_CHECK_VALUE(on.is_cuda(), name, "expected CUDA tensors, got ", on.device());
   if (a.numel == 0) return;
   const c10::cuda::CUDAGuard guard(on.device());
   AT_DISPATCH_SWITCH(a.dtype, "aft_fast_elementwise",
