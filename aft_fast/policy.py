@@ -7,6 +7,10 @@ VERSION = "0.1.0"
 AMP_CHOICES = ("none", "bf16", "fp16")  # "none" = fp32
 BN_MODES = ("eval", "train")  # BatchNorm/dropout mode while the attack runs
 LOADERS = ("pytorch", "dali")
+# Augmentation presets of the folder loaders (aft_fast.data.augment); the default follows the
+# image side: "small" up to SMALL_IMAGE_MAX pixels, "imagenet" above.
+AUGMENTS = ("imagenet", "small", "none")
+SMALL_IMAGE_MAX = 64
 EVAL_ATTACKS = ("pgd", "autoattack", "none")
 OPTIMIZERS = ("sgd", "adam")
 

@@ -1,35 +1,67 @@
-"""Folder loaders beyond the basic contract (tests/test_folder.py): DALI and torchvision read the
-same samples in the same order per (seed, epoch, rank); shards of the training loader; held-out
-splits that do not depend on the run's seed; train_eval spread over classes; the data and
-bench-loader commands."""
+"""Image folders through both loaders (torchvision, DALI): the `Batches` contract, the same
+samples in the same order per (seed, epoch, rank), exact mid-epoch resume, shards, held-out
+splits, augmentation presets, corrupt files, errors, and the data / bench-loader commands.
+DALI cases carry the `dali` marker (skipped when nvidia-dali is not installed)."""
+import builtins
 import json
+import shutil
 
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
+from torchvision.transforms.functional import to_tensor
 
 from aft_fast.cli import main
-from aft_fast.data import make_loaders
+from aft_fast.data import Batches, make_loaders
 from aft_fast.data.make_folder import make_folder
+from aft_fast.errors import OptionError
 
+LOADERS = ["pytorch", pytest.param("dali", marks=pytest.mark.dali)]
 KW = dict(batch_size=7, image_size=16, workers=1, val_size=9)  # 51 train files: odd on purpose
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
+    """10 classes × 6 images of 24×24 pixels in train/ and in val/."""
     root = tmp_path_factory.mktemp("imgs") / "f"
-    make_folder(root, size=24, per_class=6)
+    assert make_folder(root, size=24, per_class=6) == {"train": 60, "val": 60}
     return root
 
 
+def collect(loader, epoch=0, start_batch=0):
+    loader.set_epoch(epoch, start_batch)
+    xs, ys = zip(*[(x, y) for x, y in loader])
+    return torch.cat(xs), torch.cat(ys)
+
+
 def labels_of(loader, epoch):
-    loader.set_epoch(epoch)
-    return torch.cat([y for _, y in loader])
+    return collect(loader, epoch)[1]
 
 
-def file_list(loader):
-    """The files a folder loader reads (torchvision: the dataset; DALI: its file list)."""
-    return list(loader.dataset.files.files if hasattr(loader, "dataset") else loader.files.files)
+@pytest.mark.parametrize("name", LOADERS)
+def test_contract(folder, name):
+    L = make_loaders(str(folder), loader=name, **{**KW, "val_size": 10})
+    assert all(isinstance(b, Batches) for b in L[:4])
+    assert L.spec.class_names == [str(i) for i in range(10)] and L.spec.num_classes == 10
+    x, y = collect(L.train)
+    assert len(y) == L.train.num_samples == 50 and len(L.train) == 8
+    assert x.shape == (50, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.min() >= 0 and x.max() <= 1 and x.max() > 0.5
+    _, ty = collect(L.test)
+    assert sorted(ty.tolist()) == sorted([c for c in range(10) for _ in range(6)])
+
+
+@pytest.mark.parametrize("name", LOADERS)
+def test_resume_mid_epoch_reads_the_rest_of_the_epoch(folder, name):
+    L = make_loaders(str(folder), loader=name, augment="none", **KW)
+    x, y = collect(L.train, epoch=3)
+    k = 4 * KW["batch_size"]
+    xr, yr = collect(L.train, epoch=3, start_batch=4)
+    assert torch.equal(yr, y[k:]) and torch.allclose(xr, x[k:])  # no augmentation: same pixels
+    assert len(labels_of(L.train, 3)) == 51  # the next pass reads the whole epoch again
+    L.train.set_epoch(3, start_batch=len(L.train))
+    assert list(L.train) == []  # resumed exactly at the end of an epoch
 
 
 @pytest.mark.dali
@@ -44,6 +76,16 @@ def test_dali_and_torchvision_read_the_same_order(folder, world_size):
 
 
 @pytest.mark.dali
+@pytest.mark.parametrize("augment,image_size", [("imagenet", 16), ("small", 24), ("none", 16)])
+def test_dali_and_torchvision_evaluate_the_same_pixels(folder, augment, image_size):
+    kw = {**KW, "image_size": image_size, "augment": augment}
+    xa, ya = collect(make_loaders(str(folder), loader="pytorch", **kw).test)
+    xb, yb = collect(make_loaders(str(folder), loader="dali", **kw).test)
+    assert torch.equal(ya, yb)  # same files in the same order, same labels
+    assert (xa - xb).abs().mean() < 0.03  # same resize/crop, up to filters and JPEG decoders
+
+
+@pytest.mark.dali
 def test_dali_train_epochs_are_a_function_of_seed_and_epoch(folder):
     L = make_loaders(str(folder), loader="dali", **KW)
     first, again, other = labels_of(L.train, 3), labels_of(L.train, 3), labels_of(L.train, 4)
@@ -52,21 +94,19 @@ def test_dali_train_epochs_are_a_function_of_seed_and_epoch(folder):
     assert first.tolist() == L.train.epoch_files().labels  # DALI reads exactly the planned files
 
 
-@pytest.mark.dali
-def test_dali_train_shards_cover_every_file_once_per_epoch(folder):
-    shards = [make_loaders(str(folder), loader="dali", rank=r, world_size=2, **KW).train
-              for r in range(2)]
-    n = len(file_list(shards[0]))
-    for epoch in (0, 1):
-        planned = []
-        for s in shards:
-            got = labels_of(s, epoch)
-            assert len(got) == s.num_samples == (n + 1) // 2  # equal sizes: DDP steps agree
-            assert got.tolist() == s.epoch_files().labels
-            planned.append(s.epoch_files().files)
-        union = planned[0] + planned[1]
-        assert set(union) == set(file_list(shards[0]))  # every file ...
-        assert len(union) - len(set(union)) == (2 - n % 2) % 2  # ... once, plus the one padding
+@pytest.mark.parametrize("name", LOADERS)
+def test_two_shards_cover_every_file_once_per_epoch(folder, name):
+    for split in ("train", "test"):
+        shards = [getattr(make_loaders(str(folder), loader=name, rank=r, world_size=2, **KW),
+                          split) for r in range(2)]
+        n = shards[0].size
+        for epoch in (0, 1):
+            got = [s.files.pick(s.indices().tolist()).files for s in shards]
+            assert [len(labels_of(s, epoch)) for s in shards] == [len(g) for g in got] \
+                == [(n + 1) // 2] * 2  # equal sizes: DDP steps agree
+            union = got[0] + got[1]
+            assert set(union) == set(shards[0].files.files)  # every file ...
+            assert len(union) - len(set(union)) == n % 2  # ... once, plus the one padding
 
 
 @pytest.mark.dali
@@ -76,15 +116,145 @@ def test_dali_eval_loader_restarts_after_a_partial_pass(folder):
     assert len(labels_of(L.test, 0)) == L.test.num_samples == 60
 
 
-@pytest.mark.parametrize("name", ["pytorch", pytest.param("dali", marks=pytest.mark.dali)])
+@pytest.mark.parametrize("name", LOADERS)
 def test_val_split_is_fixed_and_train_eval_spans_classes(folder, name):
     a = make_loaders(str(folder), loader=name, seed=0, train_eval_size=10, **KW)
     b = make_loaders(str(folder), loader=name, seed=1, train_eval_size=10, **KW)
-    assert file_list(a.val) == file_list(b.val) and len(file_list(a.val)) == 9
-    assert not set(file_list(a.val)) & set(file_list(a.train))  # held out of training
-    assert set(file_list(a.train_eval)) <= set(file_list(a.train))
-    assert len(file_list(a.train_eval)) == 10
+    assert a.val.files == b.val.files and len(a.val.files.files) == 9
+    assert not set(a.val.files.files) & set(a.train.files.files)  # held out of training
+    assert set(a.train_eval.files.files) <= set(a.train.files.files)
+    assert len(a.train_eval.files.files) == 10
     assert len(set(labels_of(a.train_eval, 0).tolist())) > 2  # not the first class only
+
+
+# ------------------------------------------------------------------------------ augmentation
+def test_default_size_and_augmentation_follow_the_images(folder):
+    small = make_loaders(str(folder), batch_size=8, val_size=9)
+    assert small.spec.image_size == 24 and small.spec.augment == "small"  # the images' own side
+    big = make_loaders(str(folder), batch_size=8, val_size=9, image_size=96)
+    assert big.spec.augment == "imagenet"
+    with pytest.raises(OptionError, match="must be one of imagenet, small, none") as err:
+        make_loaders(str(folder), batch_size=8, val_size=9, augment="cifar")
+    assert err.value.option == "augment"
+
+
+def _plain(path):
+    with Image.open(path) as img:
+        return to_tensor(img.convert("RGB"))
+
+
+def _shifted_flips(plain, pad=4):
+    """Every image the small preset can make from `plain`: zero-padded shifts × flips."""
+    size = plain.shape[-1]
+    padded = torch.nn.functional.pad(plain, (pad,) * 4)
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            crop = padded[:, dy:dy + size, dx:dx + size]
+            yield crop
+            yield crop.flip(-1)
+
+
+@pytest.mark.parametrize("name", LOADERS)
+def test_small_preset_pads_crops_and_flips_and_evaluates_the_image_as_is(folder, name):
+    L = make_loaders(str(folder), loader=name, augment="small", **{**KW, "image_size": 24})
+    x, _ = collect(L.test)
+    plain = torch.stack([_plain(p) for p in L.test.files.files])
+    tol = 0 if name == "pytorch" else 0.01  # DALI's JPEG decoder may differ by a level or two
+    assert (x - plain).abs().mean() <= tol
+    L.train.set_epoch(0)
+    x, _ = next(iter(L.train))
+    order = L.train.indices()[:len(x)].tolist()
+    for img, i in zip(x, order):
+        best = min((img - c).abs().mean() for c in _shifted_flips(_plain(L.train.files.files[i])))
+        assert best <= tol
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.fixture
+def corrupt_folder(folder, tmp_path):
+    root = tmp_path / "bad"
+    shutil.copytree(folder, root)
+    victim = sorted((root / "val" / "3").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG
+    (root / "val" / "4" / "garbage.jpg").write_bytes(b"\x00not an image" * 10)
+    return root, victim
+
+
+def test_scan_finds_exactly_the_bad_files(corrupt_folder, tmp_path):
+    root, victim = corrupt_folder
+    out = tmp_path / "bad.txt"
+    result = CliRunner().invoke(main, ["data", "scan", str(root), "--quarantine-list", str(out)])
+    assert result.exit_code == 1
+    assert sorted(out.read_text().split()) == sorted([str(victim), str(root / "val" / "4" / "garbage.jpg")])
+    assert "121 files checked, 2 unreadable" in result.output
+
+
+@pytest.mark.parametrize("name", LOADERS)
+def test_corrupt_files_stop_both_loaders_before_the_first_batch(corrupt_folder, name):
+    root, victim = corrupt_folder
+    with pytest.raises(OptionError, match="2 unreadable image file") as err:
+        make_loaders(str(root), loader=name, **KW)
+    assert str(victim) in str(err.value) and "aft-fast data scan" in str(err.value)
+
+
+def test_decode_failure_names_the_file(corrupt_folder):
+    """A file that slips past the cheap check still stops torchvision with its name."""
+    root, victim = corrupt_folder
+    (root / "val" / "4" / "garbage.jpg").unlink()
+    victim.write_bytes(victim.read_bytes()[:100] + b"\xff\xd9")  # truncated, EOI appended
+    L = make_loaders(str(root), loader="pytorch", **{**KW, "workers": 0, "batch_size": 128})
+    with pytest.raises(RuntimeError, match=f"cannot decode {victim}.*aft-fast data scan"):
+        collect(L.test)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda r: shutil.rmtree(r / "val"), "missing val/ folder"),
+    (lambda r: [p.unlink() for p in (r / "train" / "2").iterdir()], "holds no images"),
+    (lambda r: [shutil.rmtree(p) for p in (r / "train").iterdir()], "no class sub-folders"),
+    (lambda r: shutil.rmtree(r / "val" / "5"), "classes differ from train/"),
+])
+def test_folder_errors(folder, tmp_path, mutate, message):
+    root = tmp_path / "f"
+    shutil.copytree(folder, root)
+    mutate(root)
+    with pytest.raises(OptionError, match=message) as err:
+        make_loaders(str(root), batch_size=8)
+    assert err.value.option == "data"
+
+
+def test_val_size_error(folder):
+    with pytest.raises(OptionError, match=r"must be in \[1, 59\]") as err:
+        make_loaders(str(folder), batch_size=8, val_size=60)
+    assert err.value.option == "val_size"
+
+
+def test_dali_missing_names_the_extra(folder, monkeypatch):
+    real = builtins.__import__
+
+    def no_dali(name, *a, **k):
+        if name.startswith("nvidia.dali"):
+            raise ImportError("No module named 'nvidia.dali'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_dali)
+    with pytest.raises(ImportError, match=r"pip install 'aft_fast\[dali\]'"):
+        make_loaders(str(folder), batch_size=8, loader="dali", val_size=10)
+
+
+@pytest.mark.parametrize("name", LOADERS)
+def test_channels_last_folder_batches(folder, name):
+    L = make_loaders(str(folder), loader=name, channels_last=True, **KW)
+    for loader in (L.train, L.test):
+        x, y = next(iter(loader))
+        assert x.shape == (7, 3, 16, 16) and x.is_contiguous(memory_format=torch.channels_last)
+        assert y.dtype == torch.int64
+
+
+# ------------------------------------------------------------------------------ commands
+def test_make_folder_refuses_non_empty(folder):
+    with pytest.raises(OptionError, match="not empty") as err:
+        make_folder(folder)
+    assert err.value.option == "out"
 
 
 def test_make_folder_command(tmp_path):
@@ -96,7 +266,7 @@ def test_make_folder_command(tmp_path):
     assert sorted(p.name for p in (out / "train").iterdir()) == [str(i) for i in range(10)]
     bad = CliRunner().invoke(main, ["data", "make-folder", "--from", "cifar", "--out",
                                     str(tmp_path / "x")])
-    assert bad.exit_code != 0 and "--from must be one of mnist5k" in bad.output
+    assert bad.exit_code == 2 and "--from" in bad.output and "must be one of mnist5k" in bad.output
 
 
 def test_bench_loader_command(folder, tmp_path):
@@ -114,10 +284,10 @@ def test_bench_loader_command(folder, tmp_path):
     assert missing.exit_code == 2 and "--data" in missing.output
 
 
-@pytest.mark.parametrize("name", ["pytorch", pytest.param("dali", marks=pytest.mark.dali)])
-def test_channels_last_folder_batches(folder, name):
-    L = make_loaders(str(folder), loader=name, channels_last=True, **KW)
-    for loader in (L.train, L.test):
-        x, y = next(iter(loader))
-        assert x.shape == (7, 3, 16, 16) and x.is_contiguous(memory_format=torch.channels_last)
-        assert y.dtype == torch.int64
+def test_train_cli_on_a_folder(folder, tmp_path):
+    result = CliRunner().invoke(main, [
+        "train", "--method", "fast-at", "--arch", "resnet18", "--data", str(folder), "--image-size",
+        "32", "--epochs", "1", "--batch-size", "16", "--eps", "8/255", "--eval-max-batches", "1",
+        "--eval-steps", "1", "--workers", "0", "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "best.pt").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from aft_fast.commands.common import json_option
+from aft_fast.errors import OptionError
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, pick_device
 
@@ -22,7 +23,7 @@ from aft_fast.runtime import environment, pick_device
 def bench_loader_command(data, loader, image_size, batch, epochs, threads, device, json_path):
     """Images/s of the training loader(s), median over epochs after a warm-up; with --loader
     both the epochs of the two loaders alternate."""
-    from aft_fast.data.bench import bench_loaders, load_average
+    from aft_fast.perf.loader_bench import bench_loaders, load_average
 
     try:
         dev = pick_device(device)
@@ -35,8 +36,8 @@ def bench_loader_command(data, loader, image_size, batch, epochs, threads, devic
                                 epochs=epochs, threads=threads, device=dev)
     except ImportError as exc:
         raise click.BadParameter(str(exc), param_hint="--loader") from exc
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from exc
+    except OptionError as exc:
+        raise click.BadParameter(exc.message, param_hint=exc.flag) from exc
     click.echo("| loader | images/epoch | images/s (median) | per epoch |\n|---|---:|---:|---|")
     for r in results:
         per_epoch = ", ".join(f"{v:.0f}" for v in r["per_epoch"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from aft_fast.commands.common import json_option
+from aft_fast.errors import OptionError
 from aft_fast.io import write_json, write_text
 
 
@@ -23,8 +24,8 @@ def make_folder_command(source, size, per_class, out):
 
     try:
         counts = make_folder(out, source=source, size=size, per_class=per_class)
-    except (ValueError, FileExistsError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    except OptionError as exc:
+        raise click.BadParameter(exc.message, param_hint=exc.flag) from exc
     click.echo(f"wrote {counts['train']} train and {counts['val']} val images to {out}")
 
 

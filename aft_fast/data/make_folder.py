@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from aft_fast.data.mnist5k import mnist5k
+from aft_fast.errors import OptionError
 
 SOURCES = ("mnist5k",)
 
@@ -18,12 +19,12 @@ def make_folder(out, *, source: str = "mnist5k", size: int = 64, per_class: int 
     from PIL import Image
 
     if source not in SOURCES:
-        raise ValueError(f"--from must be one of {', '.join(SOURCES)}; got {source!r}")
+        raise OptionError("from", f"must be one of {', '.join(SOURCES)}; got {source!r}")
     if size < 8:
-        raise ValueError(f"--size must be >= 8, got {size}")
+        raise OptionError("size", f"must be >= 8, got {size}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} is not empty; choose a new folder")
+        raise OptionError("out", f"{out} is not empty; choose a new folder")
     counts = {}
     for split, src in (("train", "train"), ("val", "test")):
         images, labels = mnist5k(src)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aft_fast.data.folder import IMAGE_EXTENSIONS
+from aft_fast.data.types import IMAGE_EXTENSIONS
 
 
 def scan_folder(root) -> tuple[int, list[tuple[str, str]]]:

@@ -1,4 +1,4 @@
-"""Loader throughput: images/s of the training loader (random-resized crop + flip) per epoch after
+"""Loader throughput: images/s of the training loader (its augmentation preset) per epoch after
 one warm-up epoch, on the same folder with the same number of CPU threads (DALI threads =
 DataLoader workers), median over epochs.
 
@@ -11,6 +11,8 @@ import statistics
 import time
 
 import torch
+
+from aft_fast.errors import OptionError
 
 
 def _timed_epoch(train, epoch: int, device) -> tuple[int, float]:
@@ -29,7 +31,7 @@ def bench_loaders(folder: str, loaders: list[str], *, image_size: int, batch_siz
     from aft_fast.data import make_loaders
 
     if epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+        raise OptionError("epochs", f"must be >= 1, got {epochs}")
     torch.set_num_threads(threads)
     trains = {name: make_loaders(folder, batch_size=batch_size, loader=name,
                                  image_size=image_size, device=device, workers=threads,

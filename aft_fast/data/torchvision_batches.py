@@ -1,0 +1,63 @@
+"""Image files through torchvision: PIL decode + the augmentation preset (augment.py) in
+DataLoader workers. The order, shards and resume are `Batches`' (the DataLoader reads the index
+list it is handed); the last partial batch is kept."""
+from __future__ import annotations
+
+import torch
+
+from aft_fast.data.augment import torchvision_transform
+from aft_fast.data.batches import Batches
+from aft_fast.data.types import FileList
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, files: FileList, transform):
+        self.files, self.transform = files, transform
+
+    def __len__(self):
+        return len(self.files.files)
+
+    def __getitem__(self, i):
+        from PIL import Image, ImageFile
+
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, as in DALI
+        path = self.files.files[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except Exception as exc:
+            raise RuntimeError(f"cannot decode {path}: {exc}. Find every bad file with "
+                               f"`aft-fast data scan <folder>`") from exc
+        return self.transform(img), self.files.labels[i]
+
+
+class _Planned(torch.utils.data.Sampler):
+    """Yields the index list set just before each pass (the DataLoader keeps the sampler object)."""
+
+    def __init__(self):
+        self.order: list[int] = []
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self):
+        return len(self.order)
+
+
+class TorchvisionBatches(Batches):
+    def __init__(self, files: FileList, batch_size: int, *, train: bool, augment: str,
+                 image_size: int, device, workers: int, seed: int, channels_last: bool,
+                 rank: int, world_size: int):
+        super().__init__(len(files.files), batch_size, shuffle=train, seed=seed, device=device,
+                         channels_last=channels_last, rank=rank, world_size=world_size)
+        self.files = files
+        self.dataset = ImageFiles(files, torchvision_transform(augment, image_size, train))
+        self._sampler = _Planned()
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=batch_size, sampler=self._sampler, num_workers=workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None)
+
+    def _batches(self, order: torch.Tensor):
+        self._sampler.order = order.tolist()
+        return iter(self.loader)
