@@ -10,8 +10,9 @@ import torch
 import torch.nn as nn
 
 from aft_fast.attacks import AttackConfig, pgd
-
-ATTACKS = ("pgd", "autoattack", "none")
+from aft_fast.errors import check, check_at_least, check_choice, check_pixels
+from aft_fast.policy import (AUTOATTACK_REFERENCE, EVAL_ATTACKS, default_alpha,
+                             is_autoattack_reference)
 
 
 def parse_eps(value) -> float:
@@ -35,18 +36,15 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
 
     `cfg`: the PGD attack (also the eps of AutoAttack when `autoattack_kwargs` has none).
     `reduce(tensor) -> tensor`, if given, sums counts across processes (DDP)."""
-    if attack not in ATTACKS:
-        raise ValueError(f"--attack must be one of {', '.join(ATTACKS)}; got {attack!r}")
-    if attack == "pgd" and cfg is None:
-        raise ValueError("a PGD evaluation needs an AttackConfig")
+    check_choice("attack", attack, EVAL_ATTACKS)
+    check(attack != "pgd" or cfg is not None, "attack", "a PGD evaluation needs an AttackConfig")
     aa_kwargs = dict(autoattack_kwargs or {})
     if attack == "autoattack":
         aa_kwargs.setdefault("eps", cfg.eps if cfg is not None else None)
-        if aa_kwargs["eps"] is None:
-            raise ValueError("an AutoAttack evaluation needs eps (autoattack_kwargs or cfg)")
+        check(aa_kwargs["eps"] is not None, "eps",
+              "an AutoAttack evaluation needs eps (autoattack_kwargs or cfg)")
         from aft_fast.attacks.autoattack import autoattack
-    if max_batches is not None and max_batches < 1:
-        raise ValueError(f"--max-batches must be >= 1, got {max_batches}")
+    check_at_least("max_batches", max_batches, 1)
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -78,10 +76,41 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
             "seconds": time.perf_counter() - start}
 
 
+def attack_settings(attack: str = "pgd", *, eps, alpha=None, steps: int = 20, restarts: int = 1,
+                    amp: str | None = None, autoattack_steps: int = AUTOATTACK_REFERENCE["steps"],
+                    autoattack_queries: int = AUTOATTACK_REFERENCE["queries"],
+                    max_batches: int | None = None) -> tuple[AttackConfig, dict]:
+    """The checked evaluation attack: its AttackConfig and the settings a report records. Call it
+    before loading anything to refuse bad options first (OptionError names the `aft-fast eval`
+    option)."""
+    eps = parse_eps(eps)
+    alpha = default_alpha(eps, steps) if alpha is None else parse_eps(alpha)
+    check_choice("attack", attack, EVAL_ATTACKS)
+    check_pixels("eps", eps)
+    check_pixels("alpha", alpha)
+    check_at_least("steps", steps, 0)
+    check_at_least("restarts", restarts, 1)
+    check_at_least("aa_steps", autoattack_steps, 1)
+    check_at_least("aa_queries", autoattack_queries, 1)
+    check_at_least("max_batches", max_batches, 1)
+    cfg = AttackConfig(eps, alpha, steps, restarts=restarts, amp=amp)
+    if attack == "pgd":
+        return cfg, {"eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts,
+                     "random_start": True, "amp": amp or "fp32", "bn_mode": "eval"}
+    if attack == "autoattack":
+        return cfg, {"eps": eps, "version": "standard", "norm": "Linf",
+                     "apgd_steps": autoattack_steps, "targets": AUTOATTACK_REFERENCE["targets"],
+                     "square_queries": autoattack_queries,
+                     "reference_settings": is_autoattack_reference(steps=autoattack_steps,
+                                                                   queries=autoattack_queries)}
+    return cfg, {}
+
+
 def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha: float | None = None,
              steps: int = 20, restarts: int = 1, amp: str | None = None,
              max_batches: int | None = None, device=None, seed: int = 0,
-             autoattack_steps: int = 100, autoattack_queries: int = 5000, reduce=None) -> dict:
+             autoattack_steps: int = AUTOATTACK_REFERENCE["steps"],
+             autoattack_queries: int = AUTOATTACK_REFERENCE["queries"], reduce=None) -> dict:
     """Clean and robust accuracy of `model` (takes [0, 1] images) over `loader`.
 
     PGD: `steps` steps of `alpha` (default 2.5 * eps / steps), `restarts` random starts keeping
@@ -92,29 +121,15 @@ def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha
     """
     from aft_fast.runtime import environment
 
-    eps = parse_eps(eps)
-    if attack not in ATTACKS:
-        raise ValueError(f"--attack must be one of {', '.join(ATTACKS)}; got {attack!r}")
-    if steps < 0:
-        raise ValueError(f"--steps must be >= 0, got {steps}")
-    if alpha is None:
-        alpha = 2.5 * eps / max(steps, 1)  # Madry et al.: reach the boundary with slack
-    cfg = AttackConfig(eps, parse_eps(alpha), steps, restarts=restarts, amp=amp)
+    cfg, settings = attack_settings(attack, eps=eps, alpha=alpha, steps=steps, restarts=restarts,
+                                    amp=amp, autoattack_steps=autoattack_steps,
+                                    autoattack_queries=autoattack_queries, max_batches=max_batches)
     if device is not None:
         model = model.to(device)
     device = next(model.parameters()).device
-    if attack == "pgd":
-        settings = {"eps": eps, "alpha": cfg.alpha, "steps": steps, "restarts": restarts,
-                    "random_start": True, "amp": amp or "fp32", "bn_mode": "eval"}
-    elif attack == "autoattack":
-        settings = {"eps": eps, "version": "standard", "norm": "Linf", "apgd_steps": autoattack_steps,
-                    "targets": 9, "square_queries": autoattack_queries,
-                    "reference_settings": autoattack_steps == 100 and autoattack_queries == 5000}
-    else:
-        settings = {}
     result = accuracy(model, loader, attack=attack, cfg=cfg, max_batches=max_batches,
                       generator=torch.Generator().manual_seed(seed),
-                      autoattack_kwargs={"eps": eps, "steps": autoattack_steps,
+                      autoattack_kwargs={"eps": cfg.eps, "steps": autoattack_steps,
                                          "queries": autoattack_queries, "seed": seed},
                       reduce=reduce)
     return {"attack": attack, "clean_acc": result["clean_acc"], "robust_acc": result["robust_acc"],

@@ -6,6 +6,9 @@ VERSION = "0.1.0"
 
 AMP_CHOICES = ("none", "bf16", "fp16")  # "none" = fp32
 BN_MODES = ("eval", "train")  # BatchNorm/dropout mode while the attack runs
+# BatchNorm running statistics while RiFT fine-tunes one module: kept as trained, or updated
+# by the fine-tuning batches (train mode, as the reference code does).
+BN_STATS = ("frozen", "train")
 LOADERS = ("pytorch", "dali")
 # Augmentation presets of the folder loaders (aft_fast.data.augment); the default follows the
 # image side: "small" up to SMALL_IMAGE_MAX pixels, "imagenet" above.
@@ -13,10 +16,31 @@ AUGMENTS = ("imagenet", "small", "none")
 SMALL_IMAGE_MAX = 64
 EVAL_ATTACKS = ("pgd", "autoattack", "none")
 OPTIMIZERS = ("sgd", "adam")
+# Training methods (the registry `aft_fast.train.methods.METHODS` holds their classes, in this
+# order); the adversarial ones are those `aft-fast bench` times.
+METHOD_NAMES = ("natural", "pgd-at", "free-at", "fast-at", "aft")
+ADVERSARIAL_METHODS = ("pgd-at", "free-at", "fast-at", "aft")
+# What a training run does with a NaN/inf loss (aft_fast.train.nonfinite).
+NONFINITE_POLICIES = ("stop", "skip")
+# Per-epoch evaluation budget (aft_fast.train.evaluation): at most this many images of each of
+# val and train_eval, PGD with this many steps for adversarial methods (clean only for natural
+# runs unless --eval-steps asks); --eval-full lifts the cap and runs EVAL_FULL_STEPS.
+EVAL_IMAGES = 512
+EVAL_STEPS = 10
+EVAL_FULL_STEPS = 20
+# Exit status of a run stopped by SIGTERM/SIGINT after writing a resumable last.pt: 128 + the
+# signal's number, the shell's convention for "ended by this signal" (143 for SIGTERM).
+EXIT_SIGNAL_BASE = 128
 
 # Standard AutoAttack's reference settings (Croce & Hein 2020): APGD-CE and APGD-T 100 iterations,
 # FAB-T 100 iterations, 9 target classes, Square 5,000 queries.
 AUTOATTACK_REFERENCE = {"steps": 100, "queries": 5000, "targets": 9}
+
+
+def is_autoattack_reference(**settings: int) -> bool:
+    """Whether these settings (any of steps, queries, targets) are standard AutoAttack's; a report
+    of other settings must say they are reduced."""
+    return all(AUTOATTACK_REFERENCE[k] == v for k, v in settings.items())
 
 
 def amp_name(amp: str | None) -> str | None:

@@ -8,14 +8,20 @@ import subprocess
 
 import torch
 
+from aft_fast.errors import OptionError, check
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` = CUDA when available, else CPU. A CUDA request without a GPU is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is visible; use --device cpu or auto")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise OptionError("device", f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") \
+            from None
+    check(dev.type != "cuda" or torch.cuda.is_available(), "device",
+          f"{name}: no CUDA device is visible; use cpu or auto")
     return dev
 
 

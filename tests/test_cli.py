@@ -71,7 +71,7 @@ def test_schedule_plot(tmp_path):
     (["train", "--eps", "eight"], "fraction like 8/255"),
     (["train", "--method", "natural", "--data", "/no/such/dir"],
      "Invalid value for --data: must be one of mnist5k, synthetic or an existing ImageNet-style"),
-    (["train", "--method", "natural", "--eps", "-0.1"], "Invalid value for --eps: must be >= 0"),
+    (["train", "--method", "natural", "--eps", "-0.1"], "Invalid value for --eps: must be in [0, 1]"),
     (["train", "--method", "aft", "--weights", "/no/such.pt"],
      "Invalid value for --weights: /no/such.pt: no such file"),
     (["eval", "--checkpoint", "/no/such.pt", "--eps", "0.1"], "no such file"),

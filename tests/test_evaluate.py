@@ -1,5 +1,6 @@
 """`evaluate` / `accuracy` against a direct computation, and `aft-fast eval` end to end."""
 import json
+import re
 import sys
 
 import pytest
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 
 from aft_fast.attacks import AttackConfig, pgd
 from aft_fast.cli import main
+from aft_fast.errors import OptionError
 from aft_fast.data.tensors import TensorBatches
 from aft_fast.evaluate import accuracy, evaluate, parse_eps
 from aft_fast.models import build
@@ -78,16 +80,20 @@ def test_max_batches_and_fractions(net, data):
     assert r["settings"]["alpha"] == pytest.approx(2 / 255)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(attack="fgsm", eps=0.1), "--attack must be one of"),
-    (dict(eps=-0.1), "eps must be >= 0"),
-    (dict(eps=0.1, restarts=0), "restarts must be >= 1"),
-    (dict(eps=0.1, steps=-1), "--steps must be >= 0"),
-    (dict(eps=0.1, max_batches=0), "--max-batches must be >= 1"),
+@pytest.mark.parametrize("kwargs,option,message", [
+    (dict(attack="fgsm", eps=0.1), "attack", "must be one of pgd, autoattack, none"),
+    (dict(eps=-0.1), "eps", "must be in [0, 1]"),
+    (dict(eps=8), "eps", "did you mean 8/255?"),
+    (dict(eps=0.1, alpha=2), "alpha", "did you mean 2/255?"),
+    (dict(eps=0.1, restarts=0), "restarts", "must be >= 1"),
+    (dict(eps=0.1, steps=-1), "steps", "must be >= 0"),
+    (dict(eps=0.1, max_batches=0), "max_batches", "must be >= 1"),
+    (dict(eps=0.1, attack="autoattack", autoattack_queries=0), "aa_queries", "must be >= 1"),
 ])
-def test_evaluate_errors(net, data, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_evaluate_errors_name_the_option(net, data, kwargs, option, message):
+    with pytest.raises(OptionError, match=re.escape(message)) as info:
         evaluate(net, loader(data), **kwargs)
+    assert info.value.option == option
 
 
 def test_accuracy_autoattack_takes_eps_from_the_config(net, data):
@@ -142,6 +148,11 @@ def test_eval_command_none_and_reduced_autoattack(checkpoint, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--eps", "-1"], "Invalid value for --eps"),
+    (["--eps", "2"], "did you mean 2/255?"),
+    (["--eps", "0.1", "--aa-steps", "0"], "Invalid value for --aa-steps"),
+    (["--eps", "0.1", "--batch-size", "0"], "Invalid value for --batch-size"),
+    (["--eps", "0.1", "--max-batches", "0"], "Invalid value for --max-batches"),
+    (["--eps", "0.1", "--device", "gpu"], "Invalid value for --device"),
     (["--eps", "eight"], "fraction like 8/255"),
     (["--eps", "0.1", "--restarts", "0"], "Invalid value for --restarts"),
     (["--eps", "0.1", "--steps", "-2"], "Invalid value for --steps"),
@@ -168,3 +179,8 @@ def test_eval_command_without_torchattacks(checkpoint, monkeypatch):
     r = run("--checkpoint", checkpoint, "--eps", "0.1", "--attack", "autoattack", "--max-batches", "1",
             "--batch-size", "4")
     assert r.exit_code != 0 and "pip install 'aft_fast[eval]'" in r.output
+
+
+def test_eval_command_refuses_bad_options_before_loading_anything(tmp_path):
+    r = run("--checkpoint", str(tmp_path / "absent.pt"), "--eps", "2", "--data", "/no/such/folder")
+    assert r.exit_code == 2 and "Invalid value for --eps" in r.output, r.output

@@ -1,6 +1,7 @@
 """bench / profile on a tiny model: well-formed results, parts that add up, the plain reference and
 the profiler's instrumented loop agreeing with the engine's PGD. No timing assertions."""
 import json
+import re
 
 import pytest
 import torch
@@ -9,8 +10,10 @@ from click.testing import CliRunner
 from aft_fast import ops
 from aft_fast.attacks import AttackConfig, pgd
 from aft_fast.cli import main
-from aft_fast.perf import Workload, build_workload, load_plain_pgd, time_interleaved
-from aft_fast.perf.bench import METHOD_NAMES, run_bench
+from aft_fast.errors import OptionError
+from aft_fast.perf import Workload, build_workload, plain_pgd, time_interleaved
+from aft_fast.perf.bench import run_bench
+from aft_fast.policy import ADVERSARIAL_METHODS
 from aft_fast.perf.profile import PARTS, Iteration, SectionClock, run_profile
 
 TINY = dict(arch="small_cnn", image_size=28, in_channels=1, batch=4, steps=2, device="cpu")
@@ -34,8 +37,8 @@ def test_plain_reference_matches_engine_fp32(built):
     eps, alpha, steps = 8 / 255, 2 / 255, 3
     engine = pgd(built.model, built.x, built.y, AttackConfig(eps, alpha, steps),
                  generator=torch.Generator().manual_seed(7))
-    plain = load_plain_pgd()(built.plain_model, built.x_plain, built.y, eps, alpha, steps,
-                             x_start=_same_start(built.x_plain, eps, 7))
+    plain = plain_pgd(built.plain_model, built.x_plain, built.y, eps, alpha, steps,
+                      x_start=_same_start(built.x_plain, eps, 7))
     assert not torch.equal(engine, built.x)  # the attack moved the images
     torch.testing.assert_close(plain, engine, rtol=0, atol=1e-6)
     assert plain.requires_grad is False
@@ -43,7 +46,7 @@ def test_plain_reference_matches_engine_fp32(built):
 
 def test_plain_reference_stays_in_the_ball(built):
     eps = 4 / 255
-    x_adv = load_plain_pgd()(built.plain_model, built.x_plain, built.y, eps, 1 / 255, 2)
+    x_adv = plain_pgd(built.plain_model, built.x_plain, built.y, eps, 1 / 255, 2)
     assert (x_adv - built.x_plain).abs().max() <= eps + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
 
@@ -78,16 +81,58 @@ def test_run_bench_result_is_consistent():
     assert eng["median_s"] > 0 and eng["per_step_s"] == pytest.approx(eng["median_s"] / 2)
     assert r["speedup"] == pytest.approx(plain["median_s"] / eng["median_s"])
     assert plain["x_vs_plain"] == pytest.approx(1.0)
-    assert set(r["methods"]) == set(METHOD_NAMES)
+    assert set(r["methods"]) == set(ADVERSARIAL_METHODS)
     aft, free = r["methods"]["aft"], r["methods"]["free-at"]
     assert aft["epochs"] == 3
     assert aft["projected_hours"] == pytest.approx(3 * 1000 / 4 * aft["median_s"] / 3600)
     assert free["weight_updates_per_batch"] == 2 and free["passes_over_data"] == 92 / 2
 
 
-def test_run_bench_rejects_unknown_method():
-    with pytest.raises(ValueError, match="unknown method"):
-        run_bench(Workload(**TINY), methods=("pgd",), repeats=1)
+@pytest.mark.parametrize("kwargs, option", [
+    (dict(methods=("pgd",)), "methods"),
+    (dict(epochs={"natural": 3}), "epochs"),
+    (dict(epochs={"aft": 0}), "epochs"),
+    (dict(replays=0), "replays"),
+    (dict(dataset_size=0), "dataset_size"),
+])
+def test_run_bench_refuses_bad_options_before_building(kwargs, option, monkeypatch):
+    import aft_fast.perf.bench as bench
+
+    monkeypatch.setattr(bench, "build_workload", lambda w: pytest.fail("built before checking"))
+    with pytest.raises(OptionError) as info:
+        run_bench(Workload(**TINY), repeats=1, **kwargs)
+    assert info.value.option == option
+
+
+@pytest.mark.parametrize("kwargs, option, message", [
+    (dict(eps=8), "eps", "did you mean 8/255?"),
+    (dict(alpha=-0.1), "alpha", "must be in [0, 1]"),
+    (dict(steps=0), "steps", "must be >= 1"),
+    (dict(batch=0), "batch", "must be >= 1"),
+    (dict(amp="fp8"), "amp", "must be one of none, bf16, fp16"),
+])
+def test_workload_checks_its_fields(kwargs, option, message):
+    with pytest.raises(OptionError, match=re.escape(message)) as info:
+        Workload(**{**TINY, **kwargs})
+    assert info.value.option == option
+
+
+def test_workload_amp_none_and_fp32_mean_fp32():
+    assert Workload(**TINY, amp="none").amp is None and Workload(**TINY, amp="fp32").amp is None
+    assert Workload(**TINY, amp="bf16").attack_config().amp_dtype == torch.bfloat16
+
+
+def test_bench_flags_are_the_workload_fields():
+    from dataclasses import fields
+
+    from aft_fast.commands.bench import bench_command, profile_command
+
+    for command in (bench_command, profile_command):
+        names = {p.name for p in command.params}
+        assert {f.name for f in fields(Workload)} <= names
+    ctx = bench_command.make_context("bench", ["--eps", "4/255", "--amp", "bf16", "--compile"])
+    assert ctx.params["eps"] == pytest.approx(4 / 255) and ctx.params["amp"] == "bf16"
+    assert bench_command.make_context("bench", []).params["eps"] == Workload().eps
 
 
 def test_run_profile_parts_add_up(tmp_path):
@@ -136,6 +181,7 @@ def test_cli_profile_writes_json(tmp_path):
     (["--epochs", "aft=-1"], "--epochs"),
     (["--methods", "pgd-at,natural"], "--methods"),
     (["--steps", "0"], "--steps"),
+    (["--eps", "8"], "did you mean 8/255?"),
     (["--arch", "resnet19"], "resnet18"),
 ])
 def test_cli_bench_bad_input_names_the_option(flags, hint):

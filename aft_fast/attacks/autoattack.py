@@ -1,5 +1,5 @@
 """Standard AutoAttack (Croce & Hein 2020) assembled from torchattacks' parts with the reference
-settings: APGD-CE (100 iterations), APGD-T (DLR loss, 9 target classes, 100 iterations), FAB-T
+settings (`aft_fast.policy.AUTOATTACK_REFERENCE`): APGD-CE (100 iterations), APGD-T (DLR loss, 9 target classes, 100 iterations), FAB-T
 (9 target classes, 100 iterations) and Square (5,000 queries), run one after another on the
 examples still classified correctly; an example counts as robust only if it survives all four.
 
@@ -14,27 +14,30 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-REFERENCE = {"steps": 100, "queries": 5000, "targets": 9}
+from aft_fast.errors import check, check_at_least, check_pixels
+from aft_fast.policy import AUTOATTACK_REFERENCE
+
 PART_NAMES = ("apgd-ce", "apgd-t", "fab-t", "square")
+STEPS, QUERIES, TARGETS = (AUTOATTACK_REFERENCE[k] for k in ("steps", "queries", "targets"))
 
 
 def _torchattacks():
     try:
         import torchattacks
     except ImportError as exc:
-        raise ImportError("--attack autoattack needs the torchattacks package: "
+        raise ImportError("AutoAttack needs the torchattacks package: "
                           "pip install 'aft_fast[eval]'") from exc
     return torchattacks
 
 
-def parts(model: nn.Module, eps: float, *, n_classes: int, steps: int = 100, queries: int = 5000,
-          targets: int = 9, seed: int = 0) -> list:
+def parts(model: nn.Module, eps: float, *, n_classes: int, steps: int = STEPS,
+          queries: int = QUERIES, targets: int = TARGETS, seed: int = 0) -> list:
     """The four attacks of standard AutoAttack (l∞), in the reference order."""
-    if n_classes < 4:
-        raise ValueError(f"AutoAttack's DLR loss compares the 4 top logits: it needs >= 4 classes, "
-                         f"got {n_classes}; use --attack pgd")
-    if steps < 1 or queries < 1 or targets < 1:
-        raise ValueError(f"steps, queries and targets must be >= 1, got {steps}, {queries}, {targets}")
+    check(n_classes >= 4, "attack", "AutoAttack's DLR loss compares the 4 top logits: it needs "
+          f">= 4 classes, got {n_classes}; evaluate with pgd")
+    check_at_least("aa_steps", steps, 1)
+    check_at_least("aa_queries", queries, 1)
+    check_at_least("aa_targets", targets, 1)
     ta = _torchattacks()
     targeted = [
         ta.APGDT(model, norm="Linf", eps=eps, steps=steps, n_classes=n_classes, n_restarts=1,
@@ -50,12 +53,11 @@ def parts(model: nn.Module, eps: float, *, n_classes: int, steps: int = 100, que
 
 
 def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-               n_classes: int | None = None, steps: int = 100, queries: int = 5000,
-               targets: int = 9, seed: int = 0, counts: dict | None = None) -> torch.Tensor:
+               n_classes: int | None = None, steps: int = STEPS, queries: int = QUERIES,
+               targets: int = TARGETS, seed: int = 0, counts: dict | None = None) -> torch.Tensor:
     """Adversarial examples (fp32, detached): for each input the first successful part's output,
     else the input itself. `counts`, if given, receives how many examples each part fooled."""
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    check_pixels("eps", eps)
     was_training = model.training
     model.eval()
     x = x.detach().float()

@@ -8,56 +8,38 @@ import shlex
 import click
 import torch
 
-from aft_fast.commands.common import FRACTION, config_option, device_option, json_option
+from aft_fast.commands.common import FRACTION, config_option, json_option, options_from_dataclass
 from aft_fast.io import write_json
+from aft_fast.perf.workload import Workload
+from aft_fast.policy import ADVERSARIAL_METHODS, AMP_CHOICES
 
-METHOD_CHOICES = ("pgd-at", "free-at", "fast-at", "aft")
+WORKLOAD_HELP = {
+    "arch": "Any name of `aft-fast info --archs` (small_cnn takes 28×28, 1 channel).",
+    "steps": "PGD steps per attack.",
+    "eps": "l∞ radius in [0,1] pixel units.",
+    "alpha": "PGD step size.",
+    "amp": "Autocast dtype of the engine (the plain reference is fp32).",
+    "channels_last": "Engine model and batch in channels_last (the plain reference stays NCHW).",
+    "compile": "torch.compile the engine's forward + input backward (and the floor).",
+    "device": "auto, cpu, cuda or cuda:N.",
+}
 
 
 def workload_options(fn):
-    """The model/batch/attack options bench and profile share."""
-    options = [
-        click.option("--arch", default="resnet18", show_default=True,
-                     help="Any name of `aft-fast info --archs` (small_cnn takes 28×28, 1 channel)."),
-        click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True),
-        click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True),
-        click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option("--num-classes", type=click.IntRange(min=1), default=10, show_default=True),
-        click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True,
-                     help="PGD steps per attack."),
-        click.option("--eps", type=FRACTION, default="8/255", show_default=True,
-                     help="l∞ radius in [0,1] pixel units."),
-        click.option("--alpha", type=FRACTION, default="2/255", show_default=True, help="PGD step size."),
-        click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none",
-                     show_default=True, help="Autocast dtype of the engine (the plain reference is fp32)."),
-        click.option("--channels-last/--no-channels-last", default=False, show_default=True,
-                     help="Engine model and batch in channels_last (the plain reference stays NCHW)."),
-        click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="CPU threads for torch (default: torch's own choice)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
-                     help="torch.compile the engine's forward + input backward (and the floor)."),
-        device_option,
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    """The model/batch/attack options bench and profile share: one flag per `Workload` field,
+    and --threads."""
+    fn = click.option("--threads", type=click.IntRange(min=1), default=None,
+                      help="CPU threads for torch (default: torch's own choice).")(fn)
+    return options_from_dataclass(Workload, help=WORKLOAD_HELP, choices={"amp": AMP_CHOICES},
+                                  types={"eps": FRACTION, "alpha": FRACTION})(fn)
 
 
-def make_workload(params: dict):
-    from aft_fast.perf.workload import Workload
-
-    if params.get("threads"):
-        torch.set_num_threads(params["threads"])
-    try:
-        return Workload(arch=params["arch"], image_size=params["image_size"], batch=params["batch"],
-                        num_classes=params["num_classes"], steps=params["steps"], eps=params["eps"],
-                        alpha=params["alpha"], amp=None if params["amp"] == "none" else params["amp"],
-                        channels_last=params["channels_last"], device=params["device"],
-                        in_channels=params["in_channels"], seed=params["seed"],
-                        compile=params["compile_"])
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+def make_workload(params: dict) -> Workload:
+    """The Workload of a command's keyword arguments (its flags); sets --threads."""
+    threads = params.pop("threads", None)
+    if threads:
+        torch.set_num_threads(threads)
+    return Workload(**params)
 
 
 def command_line(ctx: click.Context) -> str:
@@ -79,30 +61,25 @@ def command_line(ctx: click.Context) -> str:
 
 
 def parse_epochs(values) -> dict[str, float]:
+    """``--epochs METHOD=N`` items as {method: N} (the names and values are checked by run_bench)."""
     out = {}
     for item in values:
         name, sep, num = item.partition("=")
-        if not sep or name not in METHOD_CHOICES:
-            raise click.BadParameter(f"expected METHOD=N with METHOD one of {', '.join(METHOD_CHOICES)}, "
-                                     f"got {item!r}", param_hint="--epochs")
         try:
-            out[name] = float(num)
+            out[name] = float(num) if sep else None
         except ValueError:
-            raise click.BadParameter(f"{item!r}: N must be a number", param_hint="--epochs") from None
-        if out[name] <= 0:
-            raise click.BadParameter(f"{item!r}: N must be > 0", param_hint="--epochs")
+            out[name] = None
+        if out[name] is None:
+            raise click.BadParameter(f"expected METHOD=N with N a number, got {item!r}",
+                                     param_hint="--epochs")
     return out
 
 
 def parse_methods(value: str) -> tuple[str, ...]:
+    """A comma list of methods, or none (the names are checked by run_bench)."""
     if value.strip().lower() == "none":
         return ()
-    names = tuple(m.strip() for m in value.split(",") if m.strip())
-    bad = [m for m in names if m not in METHOD_CHOICES]
-    if bad:
-        raise click.BadParameter(f"unknown {', '.join(bad)}; use a comma list of "
-                                 f"{', '.join(METHOD_CHOICES)}, or none", param_hint="--methods")
-    return names
+    return tuple(m.strip() for m in value.split(",") if m.strip())
 
 
 def _progress(msg: str) -> None:
@@ -115,7 +92,7 @@ def _progress(msg: str) -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed rounds (the median is reported).")
-@click.option("--methods", default=",".join(METHOD_CHOICES), show_default=True,
+@click.option("--methods", default=",".join(ADVERSARIAL_METHODS), show_default=True,
               help="Methods whose training iteration is timed (comma list, or none).")
 @click.option("--replays", type=click.IntRange(min=1), default=4, show_default=True,
               help="Free AT's m (weight updates per batch).")
@@ -141,12 +118,9 @@ def bench_command(ctx, warmup, repeats, methods, replays, epochs_opt, dataset_si
     w = make_workload(workload)
     method_names, epochs = parse_methods(methods), parse_epochs(epochs_opt)
     command = command_line(ctx)
-    try:
-        result = run_bench(w, warmup=warmup, repeats=repeats, methods=method_names, replays=replays,
-                           epochs=epochs, dataset_size=dataset_size, third_party=third_party,
-                           progress=_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    result = run_bench(w, warmup=warmup, repeats=repeats, methods=method_names, replays=replays,
+                       epochs=epochs, dataset_size=dataset_size, third_party=third_party,
+                       progress=_progress)
     result["command"] = command
     click.echo(bench_summary_line(result))
     click.echo(format_text(attack_table(result)))
@@ -178,15 +152,12 @@ def profile_command(ctx, iterations, warmup, trace_path, top_ops, json_path, **w
     from aft_fast.perf.profile import profile_table, run_profile
     from aft_fast.perf.report import format_text
 
-    if workload["compile_"]:
+    if workload["compile"]:
         raise click.BadParameter("profile times the eager iteration part by part; a compiled graph "
                                  "has no parts to time: drop --compile", param_hint="--compile")
     w = make_workload(workload)
-    try:
-        result = run_profile(w, iterations=iterations, warmup=warmup, trace=trace_path,
-                             top_ops=top_ops, progress=_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    result = run_profile(w, iterations=iterations, warmup=warmup, trace=trace_path,
+                         top_ops=top_ops, progress=_progress)
     result["command"] = command_line(ctx)
     click.echo(f"{result['environment']['device']}: {w.arch} {w.image_size}px batch {w.batch}, "
                f"{result['settings']['iteration']}, mean of {iterations} iterations")

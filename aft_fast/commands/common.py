@@ -1,10 +1,16 @@
-"""Options every command shares: ``--config`` YAML defaults, ``--json`` output, ``--device``."""
+"""What every command shares: ``--config`` YAML defaults, ``--json`` output, ``--device``, flags
+made from a dataclass's fields, and the one place library errors become click errors."""
 from __future__ import annotations
 
+import dataclasses
+import functools
+import typing
 from pathlib import Path
 
 import click
 import yaml
+
+from aft_fast.errors import OptionError
 
 
 def load_config_defaults(ctx: click.Context, _param, path):
@@ -15,7 +21,10 @@ def load_config_defaults(ctx: click.Context, _param, path):
     p = Path(path)
     if not p.is_file():
         raise click.BadParameter(f"no such file: {path}", param_hint="--config")
-    data = yaml.safe_load(p.read_text()) or {}
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"{path} is not valid YAML ({exc})", param_hint="--config") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path} must hold a YAML mapping of option: value",
                                  param_hint="--config")
@@ -56,4 +65,105 @@ class Fraction(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class YamlMapping(click.ParamType):
+    """A YAML mapping written inline: ``'{every: 2, gamma: 0.5}'`` (a mapping from --config too)."""
+
+    name = "mapping"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, dict):
+            return value
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            self.fail(f"expected a YAML mapping like '{{every: 2, gamma: 0.5}}', got {value!r}",
+                      param, ctx)
+        return parsed
+
+
 FRACTION = Fraction()
+YAML_MAPPING = YamlMapping()
+
+
+def show_fraction(value: float) -> str:
+    """A default as a person types it: 8/255 rather than 0.0313725..."""
+    k = value * 255
+    return f"{round(k)}/255" if value and abs(k - round(k)) < 1e-6 else f"{value:g}"
+
+
+def _click_type(name: str, kind, choices: dict, types: dict):
+    if name in types:
+        return types[name]
+    if name in choices:
+        return click.Choice(list(choices[name]))
+    base = [t for t in typing.get_args(kind) if t is not type(None)] or [kind]
+    if base[0] is dict:
+        return YAML_MAPPING
+    return base[0] if base[0] in (int, float, str) else str
+
+
+def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
+                           types: dict | None = None, skip: tuple[str, ...] = ()):
+    """One click option per field of dataclass `cls`, in field order, named after the field
+    (``image_size`` → ``--image-size``; booleans become ``--x/--no-x`` flags). `choices` and
+    `types` override a field's click type; the dataclass's own checks validate the values."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(fn):
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if hints[f.name] is bool:  # --x/--no-x only where the default is on
+                name = f"{flag}/--no-{flag[2:]}" if f.default else flag
+                fn = click.option(name, f.name, is_flag=True, default=f.default,
+                                  help=help.get(f.name))(fn)
+                continue
+            kind = _click_type(f.name, hints[f.name], choices or {}, types or {})
+            default = f.default  # a radius shows as typed (8/255); the type converts it back
+            if kind is FRACTION and isinstance(default, float):
+                default = show_fraction(default)
+            fn = click.option(flag, type=kind, default=default, help=help.get(f.name),
+                              show_default=f.default is not None)(fn)
+        return fn
+
+    return decorate
+
+
+def reports_library_errors(fn):
+    """A command callback whose library errors come out as click errors (the only place they are
+    converted): an OptionError is its flag's bad value; another ValueError, a missing file or an
+    occupied path is a usage error. Anything else is a bug and keeps its traceback."""
+    if getattr(fn, "reports_library_errors", False):
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        ctx = click.get_current_context(silent=True)
+        try:
+            return fn(*args, **kwargs)
+        except OptionError as exc:
+            raise click.BadParameter(exc.message, ctx=ctx, param_hint=exc.flag) from exc
+        except (ValueError, FileNotFoundError, FileExistsError) as exc:
+            raise click.UsageError(str(exc), ctx=ctx) from exc
+
+    run.reports_library_errors = True
+    return run
+
+
+class Group(click.Group):
+    """A click group whose every command (and the commands of a group added to it) reports
+    library errors as click errors, whoever wrote the command."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _report_library_errors(cmd)
+        super().add_command(cmd, name)
+
+
+def _report_library_errors(cmd: click.Command) -> None:
+    if cmd.callback is not None:
+        cmd.callback = reports_library_errors(cmd.callback)
+    for sub in getattr(cmd, "commands", {}).values():
+        _report_library_errors(sub)

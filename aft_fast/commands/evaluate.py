@@ -4,13 +4,10 @@ from __future__ import annotations
 import click
 
 from aft_fast.commands.common import FRACTION, config_option, device_option, json_option
-from aft_fast.evaluate import ATTACKS, evaluate
+from aft_fast.errors import OptionError, check, check_at_least
+from aft_fast.evaluate import attack_settings, evaluate
 from aft_fast.io import write_json
-
-
-def _check(ok: bool, message: str, hint: str) -> None:
-    if not ok:
-        raise click.BadParameter(message, param_hint=hint)
+from aft_fast.policy import AUTOATTACK_REFERENCE, EVAL_ATTACKS
 
 
 @click.command("eval")
@@ -20,16 +17,17 @@ def _check(ok: bool, message: str, hint: str) -> None:
 @click.option("--data", default="mnist5k", show_default=True,
               help="mnist5k, synthetic or an ImageNet-style folder.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
-@click.option("--attack", type=click.Choice(ATTACKS), default="pgd", show_default=True)
+@click.option("--attack", type=click.Choice(EVAL_ATTACKS), default="pgd", show_default=True)
 @click.option("--eps", type=FRACTION, required=True, help="l∞ radius in [0,1] pixel units (8/255 ok).")
 @click.option("--alpha", type=FRACTION, default=None, help="PGD step (default 2.5·eps/steps).")
 @click.option("--steps", type=int, default=20, show_default=True, help="PGD steps.")
 @click.option("--restarts", type=int, default=1, show_default=True,
               help="PGD random restarts (worst case per example).")
-@click.option("--aa-steps", type=int, default=100, show_default=True,
-              help="AutoAttack APGD/FAB iterations (100 = reference; lower only for quick checks).")
-@click.option("--aa-queries", type=int, default=5000, show_default=True,
-              help="AutoAttack Square queries (5000 = reference).")
+@click.option("--aa-steps", type=int, default=AUTOATTACK_REFERENCE["steps"], show_default=True,
+              help="AutoAttack APGD/FAB iterations (the default is the reference; lower only for "
+                   "quick checks).")
+@click.option("--aa-queries", type=int, default=AUTOATTACK_REFERENCE["queries"], show_default=True,
+              help="AutoAttack Square queries (the default is the reference).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-batches", type=int, default=None, help="Evaluate only the first N batches.")
 @click.option("--image-size", type=int, default=None, help="Image folders: resize to this size.")
@@ -43,39 +41,27 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
     from aft_fast.runtime import pick_device
     from aft_fast.train.checkpoint import load_checkpoint, read_checkpoint
 
-    _check(eps >= 0, f"must be >= 0, got {eps}", "--eps")
-    _check(alpha is None or alpha >= 0, f"must be >= 0, got {alpha}", "--alpha")
-    _check(steps >= 0, f"must be >= 0, got {steps}", "--steps")
-    _check(restarts >= 1, f"must be >= 1, got {restarts}", "--restarts")
-    _check(aa_steps >= 1, f"must be >= 1, got {aa_steps}", "--aa-steps")
-    _check(aa_queries >= 1, f"must be >= 1, got {aa_queries}", "--aa-queries")
-    _check(batch_size >= 1, f"must be >= 1, got {batch_size}", "--batch-size")
-    _check(max_batches is None or max_batches >= 1, f"must be >= 1, got {max_batches}",
-           "--max-batches")
-    try:
-        dev = pick_device(device)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--device") from exc
+    attack_kw = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, max_batches=max_batches,
+                     autoattack_steps=aa_steps, autoattack_queries=aa_queries)
+    attack_settings(attack, **attack_kw)  # bad options fail before anything is loaded
+    check_at_least("batch_size", batch_size, 1)
+    dev = pick_device(device)
     try:
         ckpt = read_checkpoint(checkpoint)
         model = load_checkpoint(checkpoint, dev)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--checkpoint") from exc
+    except OptionError:
+        raise
+    except (ValueError, FileNotFoundError) as exc:  # whatever the file is, --checkpoint is wrong
+        raise OptionError("checkpoint", str(exc)) from exc
+    loaders = make_loaders(data, batch_size=batch_size, device=dev, seed=seed,
+                           image_size=image_size or ckpt.get("input_size"))
+    check(loaders.spec.channels == ckpt["in_channels"], "data",
+          f"{data} has {loaders.spec.channels}-channel images, the checkpoint's model takes "
+          f"{ckpt['in_channels']}")
+    check(loaders.spec.num_classes == ckpt["num_classes"], "data",
+          f"{data} has {loaders.spec.num_classes} classes, the checkpoint {ckpt['num_classes']}")
     try:
-        loaders = make_loaders(data, batch_size=batch_size, device=dev, seed=seed,
-                               image_size=image_size or ckpt.get("input_size"))
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from exc
-    _check(loaders.spec.channels == ckpt["in_channels"],
-           f"{data} has {loaders.spec.channels}-channel images, the checkpoint's model takes "
-           f"{ckpt['in_channels']}", "--data")
-    _check(loaders.spec.num_classes == ckpt["num_classes"],
-           f"{data} has {loaders.spec.num_classes} classes, the checkpoint {ckpt['num_classes']}",
-           "--data")
-    try:
-        result = evaluate(model, getattr(loaders, split), attack=attack, eps=eps, alpha=alpha,
-                          steps=steps, restarts=restarts, max_batches=max_batches, seed=seed,
-                          autoattack_steps=aa_steps, autoattack_queries=aa_queries)
+        result = evaluate(model, getattr(loaders, split), attack=attack, seed=seed, **attack_kw)
     except ImportError as exc:  # torchattacks missing: the message says what to install
         raise click.ClickException(str(exc)) from exc
     report = {"checkpoint": checkpoint, "arch": ckpt["arch"], "data": data, "split": split,

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import click
-import yaml
 
-from aft_fast.commands.common import json_option
+from aft_fast.commands.common import YAML_MAPPING, json_option
 from aft_fast.io import write_json
 from aft_fast.runtime import environment
 from aft_fast.train.plots import plot_schedule
@@ -15,19 +14,15 @@ from aft_fast.train.schedules import SCHEDULES, make_schedule
 @click.argument("name", type=click.Choice(list(SCHEDULES)))
 @click.option("--epochs", type=float, default=10, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--params", default="{}", help="YAML mapping of parameters, e.g. '{every: 2, gamma: 0.5}'.")
-@click.option("--points", type=int, default=11, show_default=True, help="Rows printed.")
+@click.option("--params", type=YAML_MAPPING, default="{}",
+              help="YAML mapping of parameters, e.g. '{every: 2, gamma: 0.5}'.")
+@click.option("--points", type=click.IntRange(min=2), default=11, show_default=True,
+              help="Rows printed (first and last epoch included).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG.")
 @json_option
 def schedule_command(name, epochs, lr, params, points, plot, json_path):
     """Show a learning-rate schedule (slow-start-fast-decay is AFT's)."""
-    parsed = yaml.safe_load(params) or {}
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("expected a YAML mapping", param_hint="--params")
-    try:
-        sched = make_schedule(name, lr, epochs, **parsed)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    sched = make_schedule(name, lr, epochs, **params)
     rows = [(epochs * i / (points - 1), sched(epochs * i / (points - 1))) for i in range(points)]
     for t, v in rows:
         click.echo(f"epoch {t:7.3f}  lr {v:.6g}")

@@ -12,13 +12,15 @@ import torch
 
 from aft_fast.attacks import pgd
 from aft_fast.attacks.pgd import compiled_input_grad, input_grad
+from aft_fast.errors import check_at_least, check_choice
+from aft_fast.perf.plain_pgd import plain_pgd
 from aft_fast.perf.timing import time_interleaved
-from aft_fast.perf.workload import Built, Workload, build_workload, load_plain_pgd
+from aft_fast.perf.workload import Built, Workload, build_workload
+from aft_fast.policy import ADVERSARIAL_METHODS
 from aft_fast.runtime import environment
 from aft_fast.train.methods import Trainer, make_method
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
-METHOD_NAMES = ("pgd-at", "free-at", "fast-at", "aft")
 # Epochs of a full ImageNet run per method, used only for the projection. They are the methods'
 # usual ImageNet settings, written here as assumptions (not copied from Jeddi et al.'s Table 3,
 # which we could not consult): PGD AT the standard 90-epoch schedule; Free AT a budget of 92
@@ -39,7 +41,6 @@ def attack_variants(b: Built, w: Workload, third_party: bool = True) -> dict[str
     cfg = w.attack_config()
     x_in = b.x.to(cfg.amp_dtype) if cfg.amp_dtype is not None else b.x
     grad_fn = compiled_input_grad if cfg.compile else input_grad  # floor compiled as the engine is
-    plain_pgd = load_plain_pgd()
     variants = {
         "floor": lambda: grad_fn(b.model, x_in, b.y, cfg.amp_dtype),
         "engine": lambda: pgd(b.model, b.x, b.y, cfg),
@@ -54,7 +55,8 @@ def attack_variants(b: Built, w: Workload, third_party: bool = True) -> dict[str
     return variants
 
 
-def method_variants(b: Built, w: Workload, methods=METHOD_NAMES, replays: int = 4) -> dict[str, Callable]:
+def method_variants(b: Built, w: Workload, methods=ADVERSARIAL_METHODS,
+                    replays: int = 4) -> dict[str, Callable]:
     """One training iteration (perturbation + weight update(s)) of each method, each on its own
     copy of the same model with its own default optimizer."""
     from aft_fast.train.run import make_optimizer
@@ -102,17 +104,17 @@ def _method_rows(times, w: Workload, epochs: dict, dataset_size: int, replays: i
     return rows
 
 
-def run_bench(w: Workload, *, warmup: int = 1, repeats: int = 5, methods=METHOD_NAMES,
+def run_bench(w: Workload, *, warmup: int = 1, repeats: int = 5, methods=ADVERSARIAL_METHODS,
               replays: int = 4, epochs: dict | None = None, dataset_size: int = IMAGENET_TRAIN_IMAGES,
               third_party: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Every figure of `aft-fast bench` as one JSON-ready dict (see the module docstring)."""
-    if replays < 1:
-        raise ValueError(f"replays must be >= 1, got {replays}")
-    if dataset_size < 1:
-        raise ValueError(f"dataset_size must be >= 1, got {dataset_size}")
-    unknown = [m for m in methods if m not in METHOD_NAMES]
-    if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    check_at_least("replays", replays, 1)
+    check_at_least("dataset_size", dataset_size, 1)
+    for name in methods:
+        check_choice("methods", name, ADVERSARIAL_METHODS)
+    for name, n in (epochs or {}).items():
+        check_choice("epochs", name, ADVERSARIAL_METHODS)
+        check_at_least("epochs", n, 0, strict=True)
     epochs = {**DEFAULT_EPOCHS, **(epochs or {})}
     load_start = os.getloadavg()[0]
     b = build_workload(w)

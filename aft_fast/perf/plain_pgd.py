@@ -2,9 +2,10 @@
 
 fp32, NCHW, `loss.backward()` (which also computes and stores every parameter's gradient), and an
 unfused sign / add / clamp chain: one kernel and one temporary per operator. This is the ONE file
-in the repository where the sign/clamp chain is allowed, because it is what the engine is measured
-against. `aft-fast bench` loads it from here and times it side by side with
-`aft_fast.attacks.pgd`; `tests/test_perf.py` checks both give the same examples in fp32.
+of the package where the sign/clamp chain is allowed, because it is what the engine is measured
+against. It ships inside the package so `aft-fast bench` works from an installed wheel; bench
+times it side by side with `aft_fast.attacks.pgd`, and `tests/test_perf.py` checks both give the
+same examples in fp32.
 
 Given the same random start (`x_start`, e.g. from `ops.random_init_`) and a model whose forward
 does not depend on the batch (eval-mode BatchNorm), the result equals the engine's in fp32.

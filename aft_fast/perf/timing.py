@@ -10,6 +10,8 @@ from typing import Callable
 
 import torch
 
+from aft_fast.errors import check_at_least
+
 
 @dataclass
 class Timing:
@@ -65,10 +67,8 @@ def time_interleaved(variants: dict[str, Callable[[], object]], device: torch.de
                      progress: Callable[[str], None] | None = None) -> dict[str, Timing]:
     """Median seconds per call of each variant, measured in `repeats` interleaved rounds after
     `warmup` untimed calls of each (allocator, autotuning and caches settle first)."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    check_at_least("repeats", repeats, 1)
+    check_at_least("warmup", warmup, 0)
     timer = DeviceTimer(device)
     for name, fn in variants.items():
         if progress:

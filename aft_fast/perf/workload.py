@@ -3,24 +3,22 @@ the same way for every variant so their figures compare."""
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from aft_fast.attacks import AttackConfig
 from aft_fast.data.synthetic import synthetic
+from aft_fast.errors import check_at_least, check_choice, check_pixels
 from aft_fast.models import build
+from aft_fast.policy import AMP_CHOICES, amp_name
 from aft_fast.runtime import pick_device
-
-PLAIN_PGD_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "plain_pgd.py"
 
 
 @dataclass
 class Workload:
-    """The settings of a speed measurement (eps/alpha in pixel units)."""
+    """The settings of a speed measurement (eps/alpha in pixel units). `aft-fast bench` and
+    `profile` make one flag per field (`aft_fast.commands.bench`)."""
 
     arch: str = "resnet18"
     image_size: int = 32
@@ -29,7 +27,7 @@ class Workload:
     steps: int = 3
     eps: float = 8 / 255
     alpha: float = 2 / 255
-    amp: str | None = None  # None | "bf16" | "fp16": the engine's attack and updates
+    amp: str | None = "none"  # "none" (fp32) | "bf16" | "fp16": the engine's attack and updates
     channels_last: bool = False
     device: str = "auto"
     in_channels: int = 3
@@ -37,14 +35,12 @@ class Workload:
     compile: bool = False  # torch.compile the engine's forward + input backward (and the floor's)
 
     def __post_init__(self):
-        for name in ("image_size", "batch", "num_classes", "in_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1 (an attack needs a step to time), got {self.steps}")
-        if self.amp in ("none", "fp32"):
-            self.amp = None
-        self.attack_config()  # validates eps, alpha, amp
+        for name in ("image_size", "batch", "num_classes", "in_channels", "steps"):
+            check_at_least(name, getattr(self, name), 1)  # steps: an attack needs one to time
+        check_pixels("eps", self.eps)
+        check_pixels("alpha", self.alpha)
+        self.amp = amp_name(self.amp)  # None (fp32) from here on
+        check_choice("amp", self.amp or "none", AMP_CHOICES)
 
     def attack_config(self) -> AttackConfig:
         return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode="eval",
@@ -82,18 +78,3 @@ def build_workload(w: Workload) -> Built:
         model = model.to(memory_format=torch.channels_last)
     x = x_plain.contiguous(memory_format=w.memory_format)
     return Built(device, model, plain_model, x, x_plain, y)
-
-
-def load_plain_pgd():
-    """`benchmarks/plain_pgd.plain_pgd` (the baseline lives beside the benchmarks, not in the
-    package); a clear error when the repository checkout is not there."""
-    if "aft_fast_plain_pgd" in sys.modules:
-        return sys.modules["aft_fast_plain_pgd"].plain_pgd
-    if not PLAIN_PGD_PATH.is_file():
-        raise FileNotFoundError(f"the plain PGD reference {PLAIN_PGD_PATH} is missing: run from a "
-                                "source checkout (pip install -e .) to benchmark against it")
-    spec = importlib.util.spec_from_file_location("aft_fast_plain_pgd", PLAIN_PGD_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.plain_pgd
