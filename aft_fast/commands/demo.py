@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from aft_fast.commands.common import json_option
-from aft_fast.experiments import evaluate_checkpoint, markdown_table, train_timed
+from aft_fast.train.experiments import evaluate_checkpoint, markdown_table, train_timed
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, pick_device
 from aft_fast.train import TrainOptions

@@ -1,5 +1,6 @@
 """Runs that chain training jobs and evaluate them the same way: the demo (natural pretraining,
-then AFT) and the paper's MNIST comparison (benchmarks/reproduce_mnist.py)."""
+then AFT) and the paper's MNIST comparison (benchmarks/reproduce_mnist.py). It sits on top of
+the training stack (train, data, evaluate) and formats its tables with `aft_fast.perf.report`."""
 from __future__ import annotations
 
 import time
@@ -10,7 +11,11 @@ import torch
 from aft_fast.attacks import AttackConfig
 from aft_fast.data import make_loaders
 from aft_fast.evaluate import accuracy
-from aft_fast.train import TrainOptions, load_checkpoint, train
+from aft_fast.perf.report import format_markdown
+from aft_fast.policy import default_alpha
+from aft_fast.train.checkpoint import load_checkpoint
+from aft_fast.train.options import TrainOptions
+from aft_fast.train.run import train
 
 
 def train_timed(opts: TrainOptions) -> tuple[str, float]:
@@ -26,7 +31,7 @@ def evaluate_checkpoint(path: str, data: str, eps: float, steps: int = 20, *,
     """Clean, PGD-`steps` (and optionally AutoAttack) accuracy on the test split, fp32, eval mode."""
     model = load_checkpoint(path)
     test = make_loaders(data, batch_size=250).test
-    cfg = AttackConfig(eps, 2.5 * eps / steps, steps)
+    cfg = AttackConfig(eps, default_alpha(eps, steps), steps)
     g = torch.Generator().manual_seed(0)
     pgd = accuracy(model, test, cfg=cfg, max_batches=max_batches, generator=g)
     out = {"clean_acc": pgd["clean_acc"], "pgd_acc": pgd["robust_acc"], "n": pgd["n"]}
@@ -37,15 +42,16 @@ def evaluate_checkpoint(path: str, data: str, eps: float, steps: int = 20, *,
     return out
 
 
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("_acc"):
+        return f"{100 * value:.2f}%"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    head = "| " + " | ".join(c[1] for c in columns) + " |"
-    sep = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
-    body = []
-    for r in rows:
-        cells = []
-        for key, _ in columns:
-            v = r.get(key)
-            cells.append("-" if v is None else f"{100 * v:.2f}%" if key.endswith("_acc")
-                         else f"{v:.1f}" if isinstance(v, float) else str(v))
-        body.append("| " + " | ".join(cells) + " |")
-    return "\n".join([head, sep, *body])
+    """Rows of results as a markdown table; `columns` are (key, heading) pairs, accuracies
+    (keys ending in _acc) shown as percentages."""
+    return format_markdown([[heading for _, heading in columns]] +
+                           [[_cell(key, r.get(key)) for key, _ in columns] for r in rows])
