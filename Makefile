@@ -6,12 +6,26 @@ PIP := $(PY) -m pip install --disable-pip-version-check
 MAX_JOBS ?= 2
 export MAX_JOBS
 
-.PHONY: install test bench demo clean
+.PHONY: install fashion-mnist test bench demo clean
 
 install:
 	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
 	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali]"
 	$(PY) -c "import aft_fast.ops as o; b = o.build_info(); assert b['compiled'], b; print('aft_fast ops:', b)"
+	@$(MAKE) --no-print-directory fashion-mnist
+
+# Fashion-MNIST's official idx files from Debian's package, where this user can install it (root
+# with apt, as in CI); never fails the install (the data command's error says what to do).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+fashion-mnist:
+	@if [ -f $(FASHION_MNIST) ]; then echo "Fashion-MNIST: $(dir $(FASHION_MNIST))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } && \
+	  echo "Fashion-MNIST: installed dataset-fashion-mnist" || \
+	  echo "warning: apt-get could not install dataset-fashion-mnist; --data fashion-mnist will say how to point at the files"; \
+	else echo "note: --data fashion-mnist needs: sudo apt-get install dataset-fashion-mnist (or AFT_FAST_FASHION_MNIST=DIR)"; fi
 
 test:
 	$(PY) -m pytest -q

@@ -99,7 +99,7 @@ setup(
     version=VERSION,
     description="Fast adversarial training and adversarial fine-tuning (AFT) with fused C++/CUDA ops",
     packages=find_packages(include=["aft_fast", "aft_fast.*"]),
-    package_data={"aft_fast": ["configs/*.yaml"]},
+    package_data={"aft_fast": ["configs/*.yaml", "data/class_maps/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.6,<2.15",

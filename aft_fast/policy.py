@@ -11,7 +11,7 @@ BN_MODES = ("eval", "train")  # BatchNorm/dropout mode while the attack runs
 BN_STATS = ("frozen", "train")
 LOADERS = ("pytorch", "dali")
 # Augmentation presets of the folder loaders (aft_fast.data.augment); the default follows the
-# image side: "small" up to SMALL_IMAGE_MAX pixels, "imagenet" above.
+# images' own side: "small" up to SMALL_IMAGE_MAX pixels, "imagenet" above.
 AUGMENTS = ("imagenet", "small", "none")
 SMALL_IMAGE_MAX = 64
 EVAL_ATTACKS = ("pgd", "autoattack", "none")

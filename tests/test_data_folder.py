@@ -131,8 +131,10 @@ def test_val_split_is_fixed_and_train_eval_spans_classes(folder, name):
 def test_default_size_and_augmentation_follow_the_images(folder):
     small = make_loaders(str(folder), batch_size=8, val_size=9)
     assert small.spec.image_size == 24 and small.spec.augment == "small"  # the images' own side
-    big = make_loaders(str(folder), batch_size=8, val_size=9, image_size=96)
-    assert big.spec.augment == "imagenet"
+    zoomed = make_loaders(str(folder), batch_size=8, val_size=9, image_size=96)
+    assert zoomed.spec.augment == "small"  # the images' side decides, not the training size
+    assert make_loaders(str(folder), batch_size=8, val_size=9,
+                        augment="imagenet").spec.augment == "imagenet"
     with pytest.raises(OptionError, match="must be one of imagenet, small, none") as err:
         make_loaders(str(folder), batch_size=8, val_size=9, augment="cifar")
     assert err.value.option == "augment"

@@ -7,7 +7,8 @@ the DALI graph from these constants):
   crop + horizontal flip; eval = the image as it is (resized to size only if it is not).
 - none: train = eval = the image as it is (shorter side resized to size, centre crop).
 
-Default (`augment=None`): "small" for images of at most SMALL_IMAGE_MAX pixels, else "imagenet".
+Default (`augment=None`): "small" for images of at most SMALL_IMAGE_MAX pixels (their own side,
+whatever the training size), else "imagenet" (also when ImageNet-size images are trained small).
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ CROP_RATIO = 0.875  # imagenet eval: resize the shorter side to size / 0.875, ce
 PAD = 4  # small train: zero padding on every side before the random crop
 
 
-def resolve(augment: str | None, image_size: int) -> str:
-    """The preset to use: `augment` checked, or the default for this image side."""
+def resolve(augment: str | None, native_side: int) -> str:
+    """The preset to use: `augment` checked, or the default for images of this (shorter) side."""
     if augment is None:
-        return "small" if image_size <= SMALL_IMAGE_MAX else "imagenet"
+        return "small" if native_side <= SMALL_IMAGE_MAX else "imagenet"
     if augment not in AUGMENTS:
         raise OptionError("augment", f"must be one of {', '.join(AUGMENTS)}; got {augment!r}")
     return augment

@@ -18,6 +18,10 @@ class FileList:
     def pick(self, ids) -> FileList:
         return FileList([self.files[i] for i in ids], [self.labels[i] for i in ids])
 
+    def relabel(self, new_label: list[int]) -> FileList:
+        """The same files with label l replaced by new_label[l]."""
+        return FileList(self.files, [new_label[label] for label in self.labels])
+
 
 @dataclass
 class DataSpec:
@@ -30,6 +34,7 @@ class DataSpec:
     train_size: int
     class_names: list[str] = field(default_factory=list)
     augment: str = "none"  # the resolved augmentation preset of the training loader
+    class_indices: list[int] | None = None  # with a class map: the model index of each class
 
 
 class Loaders(NamedTuple):
