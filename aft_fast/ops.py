@@ -93,6 +93,14 @@ def _dense_strides(t: torch.Tensor) -> tuple:
     return tuple(s if n > 1 else -1 for s, n in zip(t.stride(), t.shape))
 
 
+def _as_float(name: str, v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a float tensor of shape [N], got "
+                        f"{type(v).__name__} {v!r}") from None
+
+
 def _check_scalar(name: str, v, x: torch.Tensor, minimum: float | None = 0.0) -> tuple[float, torch.Tensor | None]:
     """Split a float-or-[N]-tensor argument into the op's (float, Tensor?) pair."""
     if isinstance(v, torch.Tensor):
@@ -111,14 +119,14 @@ def _check_scalar(name: str, v, x: torch.Tensor, minimum: float | None = 0.0) ->
                 and bool((v < minimum).any())):
             raise ValueError(f"{name} must be >= {minimum:g} for every sample")
         return 0.0, v
-    v = float(v)
+    v = _as_float(name, v)
     if not math.isfinite(v) or (minimum is not None and v < minimum):
         raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {v}")
     return v, None
 
 
 def _check_box(lo: float, hi: float) -> tuple[float, float]:
-    lo, hi = float(lo), float(hi)
+    lo, hi = _as_float("lo", lo), _as_float("hi", hi)
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise ValueError(f"the box must satisfy lo <= hi with finite bounds, got lo={lo}, hi={hi}")
     return lo, hi

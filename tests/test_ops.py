@@ -332,6 +332,9 @@ def _bad_cases():
         ("out and x_adv must have the same shape", lambda: ops.pgd_step_(x.clone(), x, x, EPS, ALPHA, out=torch.empty(2))),
         ("x must have delta's dtype", lambda: ops.delta_step_(x.clone(), x, x.half(), EPS, ALPHA)),
         ("x_nat and x_adv must have the same shape", lambda: ops.random_init_(x.clone(), x[:1], EPS, seed=0)),
+        ("eps must be a number or a float tensor", lambda: ops.pgd_step_(x.clone(), x, x, "8/255", ALPHA)),
+        ("hi must be a number", lambda: ops.delta_step_(x.clone(), x, x, EPS, ALPHA, hi=None)),
+        ("grad must be a torch.Tensor", lambda: ops.pgd_step_(x.clone(), [1.0], x, EPS, ALPHA)),
     ]
 
 
