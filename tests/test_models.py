@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from aft_fast.errors import OptionError
 from aft_fast.models import Normalized, build, list_archs, read_state_dict, unwrap
 from aft_fast.models.normalize import CIFAR10, IMAGENET, MNIST
 
@@ -55,16 +56,16 @@ def test_mean_std_override_and_errors():
     net = build("small_cnn", 10, in_channels=1, mean=(0.5,), std=(0.25,))
     assert net.mean.item() == 0.5 and net.std.item() == 0.25
     assert build("resnet18", 10, mean=0.5, std=0.5).mean.flatten().tolist() == [0.5] * 3
-    with pytest.raises(ValueError, match="mean must have 1 or 3 values"):
+    with pytest.raises(OptionError, match="--mean: must have 1 or 3 values"):
         build("resnet18", 10, mean=(0.1, 0.2), std=(1.0, 1.0))
-    with pytest.raises(ValueError, match="std must be > 0"):
+    with pytest.raises(OptionError, match="--std: must be > 0"):
         Normalized(nn.Identity(), (0.0,), (0.0,))
 
 
 def test_unknown_arch_names_the_option_and_close_matches():
-    with pytest.raises(ValueError, match=r"--arch 'resnet_18' is unknown; did you mean .*resnet18"):
+    with pytest.raises(OptionError, match=r"--arch: 'resnet_18' is unknown; did you mean .*resnet18"):
         build("resnet_18", 10)
-    with pytest.raises(ValueError, match="--arch resnet18 takes 3-channel images"):
+    with pytest.raises(OptionError, match="--arch: resnet18 takes 3-channel images"):
         build("resnet18", 10, in_channels=1)
     with pytest.raises(ValueError, match="num_classes"):
         build("small_cnn", 0, in_channels=1)
@@ -88,13 +89,14 @@ def test_weights_round_trip(tmp_path, wrap):
 
 
 def test_weights_errors_name_the_option_and_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--weights .*no such file"):
+    with pytest.raises(OptionError, match="--weights: .*no such file"):
         build("small_cnn", 10, in_channels=1, weights=str(tmp_path / "missing.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="not a readable torch file"):
         build("small_cnn", 10, in_channels=1, weights=str(tmp_path / "junk.pt"))
     torch.save(build("preact_resnet18", 10).model.state_dict(), tmp_path / "preact.pt")
-    with pytest.raises(ValueError, match=r"does not fit this architecture: missing keys \['0.weight'"):
+    with pytest.raises(OptionError, match=r"another architecture than arch small_cnn: 8 of the "
+                       r"model's keys are not in the file \(first: 0.weight, 0.bias, 3.weight"):
         build("small_cnn", 10, in_channels=1, weights=str(tmp_path / "preact.pt"))
     torch.save({"lr": 0.1}, tmp_path / "notstate.pt")
     with pytest.raises(ValueError, match="expected a state_dict of tensors"):

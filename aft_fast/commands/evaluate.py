@@ -32,10 +32,12 @@ from aft_fast.policy import AUTOATTACK_REFERENCE, EVAL_ATTACKS
 @click.option("--max-batches", type=int, default=None, help="Evaluate only the first N batches.")
 @click.option("--image-size", type=int, default=None, help="Image folders: resize to this size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random starts.")
+@click.option("--trust-code", is_flag=True, help="Import the code a checkpoint names to build its "
+              "model (an arch package.module:factory): only for a file and code you trust.")
 @device_option
 @json_option
 def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, aa_steps, aa_queries,
-                 batch_size, max_batches, image_size, seed, device, json_path):
+                 batch_size, max_batches, image_size, seed, trust_code, device, json_path):
     """Clean and robust accuracy (per-example worst case over restarts), as a table and JSON."""
     from aft_fast.data import make_loaders
     from aft_fast.runtime import pick_device
@@ -48,7 +50,7 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
     dev = pick_device(device)
     try:
         ckpt = read_checkpoint(checkpoint)
-        model = load_checkpoint(checkpoint, dev)
+        model = load_checkpoint(checkpoint, dev, trust_code=trust_code)
     except OptionError:
         raise
     except (ValueError, FileNotFoundError) as exc:  # whatever the file is, --checkpoint is wrong

@@ -12,11 +12,18 @@ from aft_fast.train.schedules import SCHEDULES
 
 HELP = {
     "method": "Training method.",
-    "arch": "Model architecture (torchvision name, preact_resnet18, wrn28_10, wrn34_10, small_cnn).",
+    "arch": "Model architecture: ours (small_cnn, preact_resnet18, wrn28_10, wrn34_10), "
+            "efficientnet_lite0, a torchvision or timm name (timm/NAME), or package.module:factory "
+            "for your own nn.Module; `aft-fast models` lists them.",
+    "mean": "Normalisation mean inside the model, one value or one per channel (0.5 or "
+            "0.485,0.456,0.406; default: the arch's).",
+    "std": "Normalisation std inside the model, like --mean (default: the arch's).",
     "data": "mnist5k, fashion-mnist, synthetic, or an ImageNet-style folder (train/<class>/*, "
             "val/<class>/*).",
     "out": "Run directory (args.yaml, metrics.jsonl, summary.csv, last.pt, best.pt, plots).",
-    "weights": "Local weights to start from: torchvision state_dict or aft_fast checkpoint.",
+    "weights": "Local weights to start from: a state_dict (module./_orig_mod. prefixes and "
+               "state_dict/model wrappers are fine, .safetensors too) or an aft_fast checkpoint; "
+               "`pretrained`: the file a packaged example ships (efficientnet_lite0).",
     "replace_head": "Re-initialise the classifier when --weights has another class count.",
     "allow_scratch": "Let aft run without --weights (fine-tuning random weights).",
     "train_only": "Train only this submodule's parameters (a name such as layer4.1.conv2 or 7; "

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from aft_fast.io import save_torch
-from aft_fast.models import build, unwrap
+from aft_fast.models import rebuild, unwrap
 from aft_fast.models.weights import CHECKPOINT_FORMAT
 
 
@@ -78,11 +78,11 @@ def read_checkpoint(path) -> dict:
     return ckpt
 
 
-def load_checkpoint(path, device="cpu") -> nn.Module:
-    """The model in `path`, in eval mode, taking [0, 1] images."""
+def load_checkpoint(path, device="cpu", *, trust_code: bool = False) -> nn.Module:
+    """The model in `path`, in eval mode, taking [0, 1] images. A model built by an import path
+    the file names is imported only with `trust_code=True` (`models.rebuild`)."""
     ckpt = read_checkpoint(path)
-    model = build(ckpt["arch"], ckpt["num_classes"], in_channels=ckpt["in_channels"],
-                  mean=ckpt["mean"], std=ckpt["std"])
+    model = rebuild(ckpt, trust_code=trust_code)
     model.model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 

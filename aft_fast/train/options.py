@@ -7,6 +7,7 @@ import inspect
 from dataclasses import dataclass, fields
 
 from aft_fast.errors import OptionError, check, check_at_least, check_choice, check_pixels
+from aft_fast.models.normalize import parse_floats
 from aft_fast.policy import (AMP_CHOICES, BN_MODES, EVAL_IMAGES, LOADERS, METHOD_NAMES,
                              NONFINITE_POLICIES, OPTIMIZERS)
 from aft_fast.train.methods import METHODS
@@ -17,6 +18,10 @@ from aft_fast.train.schedules import SCHEDULES, make_schedule
 class TrainOptions:
     method: str = "aft"
     arch: str = "small_cnn"
+    # Normalisation inside the model, one value or one per channel ("0.5", "0.485,0.456,0.406",
+    # a YAML list); None: the arch's default (aft_fast.models.build)
+    mean: str | list | None = None
+    std: str | list | None = None
     data: str = "mnist5k"
     out: str = "runs/aft"
     weights: str | None = None
@@ -80,6 +85,8 @@ class TrainOptions:
                 check_choice(name, getattr(self, name), choices)
         check_pixels("eps", self.eps)
         check_pixels("alpha", self.alpha)
+        for name in ("mean", "std"):  # numbers, before any data is read
+            parse_floats(name, getattr(self, name))
         for name in ("steps", "eval_steps", "workers", "momentum", "weight_decay"):
             check_at_least(name, getattr(self, name), 0)
         for name in ("batch_size", "global_batch", "eval_batch_size", "eval_max_batches",

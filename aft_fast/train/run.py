@@ -15,7 +15,7 @@ from aft_fast.attacks import AttackConfig
 from aft_fast.errors import OptionError
 from aft_fast.policy import OPTIMIZERS
 from aft_fast.data import make_loaders
-from aft_fast.models import build
+from aft_fast.models import build, weights_path
 from aft_fast.runtime import pick_device
 from aft_fast.train.loop import fit
 from aft_fast.train.methods import METHODS, make_method
@@ -47,7 +47,7 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError(f"--method {opts.method} fine-tunes a pretrained model: pass --weights "
                          "PATH (a local torchvision state_dict or an aft_fast checkpoint), or "
                          "--allow-scratch to fine-tune random weights anyway")
-    if opts.weights and not os.path.isfile(opts.weights):  # before minutes of data loading
+    if opts.weights and not os.path.isfile(weights_path(opts.arch, opts.weights)):  # before data
         raise FileNotFoundError(f"--weights {opts.weights}: no such file (a local torchvision "
                                 "state_dict or an aft_fast checkpoint is expected)")
     seed_everything(opts.seed)
@@ -66,7 +66,7 @@ def _train(opts: TrainOptions, dist, device) -> dict:
                            check_files=opts.check_files)
     spec = loaders.spec
     model = build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
-                  replace_head=opts.replace_head).to(device)
+                  replace_head=opts.replace_head, mean=opts.mean, std=opts.std).to(device)
     if opts.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method = make_method(opts.method, eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
