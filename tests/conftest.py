@@ -1,5 +1,6 @@
-"""Markers that skip cleanly: `cuda` without a GPU, `dali` without nvidia-dali. Skips are listed
-in the summary (-ra), so a skipped CUDA test is never mistaken for a passed one."""
+"""Shared test fixtures, and markers that skip cleanly: `cuda` without a GPU, `dali` without
+nvidia-dali. Skips are listed in the summary (-ra), so a skipped CUDA test is never mistaken for a
+passed one. Tests take their helpers from here as fixtures, never from another test module."""
 import importlib.util
 
 import pytest
@@ -25,3 +26,33 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# ------------------------------------------------------------------------------ tiny runs
+TINY_RUN = dict(data="synthetic", arch="small_cnn", batch_size=32, eval_max_batches=1, eval_steps=2,
+                steps=2, eps=0.1, quiet=True, log_every=10**9, device="cpu")
+
+
+@pytest.fixture
+def small_synthetic(monkeypatch):
+    """`train` builds its synthetic data as 128 1×28×28 images (4 batches of TINY_RUN), which
+    small_cnn takes."""
+    import aft_fast.train.run as run
+    real = run.make_loaders
+
+    def tiny(data, **kw):
+        return real(data, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw)
+
+    monkeypatch.setattr(run, "make_loaders", tiny)
+
+
+@pytest.fixture
+def synthetic_opts(small_synthetic):
+    """`synthetic_opts(tmp_path, name, **overrides)`: the TrainOptions of a tiny CPU run on the
+    small synthetic data, written to tmp_path / name."""
+    from aft_fast.train import TrainOptions
+
+    def make(tmp_path, name, **kw):
+        return TrainOptions(out=str(tmp_path / name), **{**TINY_RUN, **kw})
+
+    return make

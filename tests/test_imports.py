@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "aft_fast"
 
 def module_names(root: Path) -> dict[str, Path]:
     """{dotted name: file} for every module under package directory `root`: sources, and compiled
-    extensions (``_C.cpython-311-x86_64-linux-gnu.so`` is module ``_C``: a leaf, nothing to parse)."""
+    extensions (``_C.cpython-311-x86_64-linux-gnu.so`` is module ``_C``: a leaf, nothing to
+    parse)."""
     out = {}
     for path in sorted(root.rglob("*")):
         if path.suffix not in (".py", ".so", ".pyd"):
@@ -84,7 +85,8 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
         is_package = path.name == "__init__.py"
         own = set(_ancestors(name)) | ({name} if is_package else set())
         edges = set()
-        tree = ast.parse(path.read_text(), str(path)) if path.suffix == ".py" else ast.Module([], [])
+        source = path.read_text() if path.suffix == ".py" else ""
+        tree = ast.parse(source, str(path))
         for node in _imports(tree):
             for target in _targets(node, name, is_package, modules):
                 edges.add(target)
@@ -158,7 +160,8 @@ def _package(tmp_path, files: dict[str, str]) -> dict[str, Path]:
      ["pkg.a", "pkg.b", "pkg.a"]),
     ({"__init__.py": "from pkg import a\n", "a.py": "from pkg import _C, VERSION\n", "_C.so": ""},
      ["pkg", "pkg.a", "pkg"]),  # _C is a module (no edge to pkg), VERSION is not
-    ({"__init__.py": "", "a.py": "def f():\n    from pkg.b import g\n", "b.py": "from .a import f\n"},
+    ({"__init__.py": "", "a.py": "def f():\n    from pkg.b import g\n",
+      "b.py": "from .a import f\n"},
      ["pkg.a", "pkg.b", "pkg.a"]),
     # sub/x imports a name of pkg.y, whose package __init__ imports... the importer's package
     ({"__init__.py": "", "sub/__init__.py": "from pkg.sub.x import X\n",
