@@ -3,10 +3,10 @@ import pytest
 import torch
 
 import aft_fast
+from aft_fast.errors import OptionError
 from aft_fast.models import build
 from aft_fast.train import export_torchvision, train
 from aft_fast.train.checkpoint import read_checkpoint
-from test_train import small_synthetic, synthetic_opts  # noqa: F401 (autouse fixture)
 
 CONTRACT_KEYS = {"format", "arch", "num_classes", "in_channels", "input_size", "mean", "std",
                  "model", "method", "config", "epoch", "optimizer", "scaler", "schedule", "rng",
@@ -14,17 +14,17 @@ CONTRACT_KEYS = {"format", "arch", "num_classes", "in_channels", "input_size", "
 
 
 @pytest.mark.parametrize("method", ["pgd-at", "free-at"])
-def test_resume_is_exact(tmp_path, monkeypatch, method):
-    kw = dict(method=method, epochs=2, steps=1, replays=2)
+def test_resume_is_exact(synthetic_opts, tmp_path, monkeypatch, method):
+    kw = dict(method=method, epochs=2, steps=1, replays=2 if method == "free-at" else None)
     straight = train(synthetic_opts(tmp_path, "straight", **kw))
     # A run killed right after its first epoch's checkpoint...
-    import aft_fast.train.loop as loop
+    import aft_fast.train.run_dir as run_dir
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(loop, "plot_accuracy", killed)
+        m.setattr(run_dir, "plot_accuracy", killed)
         with pytest.raises(KeyboardInterrupt):
             train(synthetic_opts(tmp_path, "resumed", **kw))
     assert read_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 0
@@ -42,7 +42,7 @@ def test_resume_is_exact(tmp_path, monkeypatch, method):
     assert [r["epoch"] for r in resumed["rows"]] == [0, 1]
 
 
-def test_checkpoint_holds_the_contract_keys(tmp_path):
+def test_checkpoint_holds_the_contract_keys(synthetic_opts, tmp_path):
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert CONTRACT_KEYS <= set(ckpt)
@@ -53,7 +53,7 @@ def test_checkpoint_holds_the_contract_keys(tmp_path):
     assert {"torch", "numpy", "python"} <= set(ckpt["rng"])
 
 
-def test_load_checkpoint_round_trip_and_export(tmp_path):
+def test_load_checkpoint_round_trip_and_export(synthetic_opts, tmp_path):
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     model = aft_fast.load_checkpoint(tmp_path / "run" / "best.pt")
     assert not model.training
@@ -72,11 +72,18 @@ def test_load_checkpoint_round_trip_and_export(tmp_path):
 
 
 def test_read_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(OptionError, match="no such file"):
         read_checkpoint(tmp_path / "missing.pt")
     torch.save({"state_dict": {}}, tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match="not an aft_fast checkpoint"):
+    with pytest.raises(OptionError, match="not an aft_fast checkpoint"):
         aft_fast.load_checkpoint(tmp_path / "plain.pt")
+    torch.save({"format": "aft_fast.checkpoint/2"}, tmp_path / "newer.pt")
+    with pytest.raises(OptionError, match="upgrade aft_fast") as err:
+        read_checkpoint(tmp_path / "newer.pt", option="resume")
+    assert err.value.option == "resume"
+    (tmp_path / "torn.pt").write_bytes(b"PK\x03\x04 not a whole file")
+    with pytest.raises(OptionError, match="cannot be read as a checkpoint"):
+        read_checkpoint(tmp_path / "torn.pt")
 
 
 def test_atomic_checkpoint_keeps_previous_file_on_failure(tmp_path, monkeypatch):
@@ -95,7 +102,8 @@ def test_atomic_checkpoint_keeps_previous_file_on_failure(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_a_failed_epoch_checkpoint_leaves_the_last_good_one(tmp_path, monkeypatch):
+def test_a_failed_epoch_checkpoint_leaves_the_last_good_one(synthetic_opts, tmp_path,
+                                                             monkeypatch):
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     before = (tmp_path / "run" / "last.pt").read_bytes()
 

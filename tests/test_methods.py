@@ -3,11 +3,12 @@ import pytest
 import torch
 import torch.nn as nn
 
+from aft_fast.errors import OptionError
 from aft_fast.models import Normalized
+from aft_fast.policy import METHOD_NAMES
 from aft_fast.train import METHODS, make_method, train
 from aft_fast.train.methods import Trainer
 from aft_fast.train.run import TrainOptions
-from test_train import small_synthetic, synthetic_opts  # noqa: F401 (autouse fixture)
 
 
 def tiny_net():
@@ -58,6 +59,10 @@ def test_channels_last_step_matches_contiguous():
         torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-4, atol=1e-5)
 
 
+def test_policy_lists_the_methods_in_registry_order():
+    assert tuple(METHODS) == METHOD_NAMES
+
+
 def test_defaults_follow_the_papers():
     assert (METHODS["natural"].optimizer, METHODS["natural"].schedule) == ("sgd", "multistep")
     aft = METHODS["aft"]
@@ -89,17 +94,18 @@ def test_free_at_replays_and_persistent_delta():
 
 
 def test_bad_method_arguments():
-    with pytest.raises(ValueError, match="--method must be one of"):
+    with pytest.raises(OptionError, match="--method: must be one of"):
         make_method("trades")
-    with pytest.raises(ValueError, match="--replays must be >= 1"):
+    with pytest.raises(OptionError, match="--replays: must be >= 1"):
         make_method("free-at", replays=0)
-    with pytest.raises(ValueError, match="--amp must be one of"):
+    with pytest.raises(OptionError, match="--amp: must be one of"):
         Trainer(tiny_net(), None, "fp8", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_each_method_runs_one_epoch(tmp_path, method):
-    summary = train(synthetic_opts(tmp_path, method, method=method, epochs=1, replays=2,
+def test_each_method_runs_one_epoch(synthetic_opts, tmp_path, method):
+    replays = 2 if method == "free-at" else None
+    summary = train(synthetic_opts(tmp_path, method, method=method, epochs=1, replays=replays,
                                    allow_scratch=True))
     row = summary["last"]
     assert row["epoch"] == 0 and 0 <= row["train_acc"] <= 1
@@ -111,39 +117,44 @@ def test_each_method_runs_one_epoch(tmp_path, method):
         assert (tmp_path / method / f).exists(), f
 
 
-def test_free_at_divides_default_epochs_by_replays(tmp_path, monkeypatch):
+def test_free_at_divides_default_epochs_by_replays(synthetic_opts, tmp_path, monkeypatch):
     import aft_fast.train.run as run
     seen = {}
-    monkeypatch.setattr(run, "fit", lambda *a, epochs, **kw: seen.update(epochs=epochs) or
-                        {"last": None, "best": None, "rows": []})
+    monkeypatch.setattr(run, "fit", lambda state, loaders, run_dir, loop, **kw:
+                        seen.update(epochs=loop.epochs) or {"last": None, "best": None, "rows": []})
     train(synthetic_opts(tmp_path, "free", method="free-at", replays=4))
     assert seen["epochs"] == 3  # ceil(10 / 4): same number of weight updates as 10 epochs
 
 
-def test_co_guard_rolls_back_when_pgd_accuracy_collapses(tmp_path, monkeypatch):
-    import aft_fast.train.loop as loop
-    real, guard_values = loop.accuracy, iter([0.8, 0.1, 0.1])
+def test_co_guard_rolls_back_when_pgd_accuracy_collapses(synthetic_opts, tmp_path,
+                                                          monkeypatch):
+    import aft_fast.train.co_guard as co_guard
+    import aft_fast.train.run_dir as run_dir
+    real, guard_values = co_guard.accuracy, iter([0.8, 0.1, 0.1])
     saved = []
 
     def fake(model, loader, **kw):
         result = real(model, loader, **kw)
-        if isinstance(loader, list):  # the guard's held batch
-            result["robust_acc"] = next(guard_values)
+        result["robust_acc"] = next(guard_values)
         return result
 
     def record(path, *, model, epoch, **kw):
         saved.append((path.name, epoch, {k: v.clone() for k, v in model.model.state_dict().items()}))
         return real_save(path, model=model, epoch=epoch, **kw)
 
-    real_save = loop.save_checkpoint
-    monkeypatch.setattr(loop, "accuracy", fake)
-    monkeypatch.setattr(loop, "save_checkpoint", record)
-    summary = train(synthetic_opts(tmp_path, "fast", method="fast-at", epochs=3, co_guard=True))
+    real_save = run_dir.save_checkpoint
+    monkeypatch.setattr(co_guard, "accuracy", fake)
+    monkeypatch.setattr(run_dir, "save_checkpoint", record)
+    opts = synthetic_opts(tmp_path, "fast", method="fast-at", epochs=3, co_guard=True)
+    summary = train(opts)
     rows = summary["rows"]
     assert len(rows) == 2 and rows[1]["guard"].startswith("rolled back")
     first = [s for name, e, s in saved if name == "last.pt" and e == 0][0]
     last = [s for name, e, s in saved if name == "last.pt"][-1]
     assert all(torch.equal(first[k], last[k]) for k in first)  # the epoch-0 weights came back
+    # The stop is part of the run's state: a resume does not train on.
+    opts.resume = True
+    assert len(train(opts)["rows"]) == 2
 
 
 @pytest.mark.parametrize("name", ["pgd-at", "aft", "fast-at"])

@@ -1,5 +1,6 @@
 """bench / profile on a tiny model: well-formed results, parts that add up, the plain reference and
 the profiler's instrumented loop agreeing with the engine's PGD. No timing assertions."""
+import contextlib
 import json
 import re
 
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from aft_fast import ops
 from aft_fast.attacks import AttackConfig, pgd
+from aft_fast.attacks.pgd import instrumented
 from aft_fast.cli import main
 from aft_fast.errors import OptionError
 from aft_fast.perf import Workload, build_workload, plain_pgd, time_interleaved
@@ -51,14 +53,26 @@ def test_plain_reference_stays_in_the_ball(built):
     assert x_adv.min() >= 0 and x_adv.max() <= 1
 
 
-def test_profiled_loop_is_the_engines_loop(built):
+def test_profile_times_the_engines_own_loop(built):
+    """The profiler installs a timer in the engine's section hook: same adversarial examples and
+    weights as the un-instrumented iteration, and every part of PARTS is timed."""
+    import copy
+
     w = Workload(**TINY)
-    it = Iteration(built, w)
-    seed = ops.draw_seed(torch.Generator().manual_seed(3))
-    mine = it.attack(built.x, built.y, SectionClock(built.device), seed=seed)
-    engine = pgd(built.model, built.x, built.y, w.attack_config(),
-                 generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(mine, engine, rtol=0, atol=0)
+    results = []
+    for clocked in (False, True):
+        b = copy.copy(built)
+        b.model = copy.deepcopy(built.model)
+        it = Iteration(b, w)
+        clock = SectionClock(b.device)
+        clock.begin()
+        with instrumented(clock.section) if clocked else contextlib.nullcontext():
+            x_adv = it.step(built.x, built.y, generator=torch.Generator().manual_seed(3))
+        results.append((x_adv, [p.detach().clone() for p in b.model.parameters()],
+                        {name for name, _, _ in clock.spans}))
+    (plain_adv, plain_w, no_spans), (timed_adv, timed_w, spans) = results
+    assert torch.equal(plain_adv, timed_adv) and all(map(torch.equal, plain_w, timed_w))
+    assert no_spans == set() and spans == set(PARTS) - {"data wait"}
 
 
 def test_time_interleaved_calls_each_variant_warmup_plus_repeats():

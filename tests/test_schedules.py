@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from aft_fast.errors import OptionError
 from aft_fast.train.schedules import make_schedule
 
 
@@ -41,17 +42,19 @@ def test_cyclic_triangle():
     assert s(2) == pytest.approx(0.1) and s(7) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("args,message", [
-    (("nope", 0.1, 10), "--schedule must be one of"),
-    (("cyclic", -1, 10), "--lr must be > 0"),
-    (("cyclic", 0.1, 0), "--epochs must be > 0"),
+@pytest.mark.parametrize("args,option,message", [
+    (("nope", 0.1, 10), "schedule", "must be one of"),
+    (("cyclic", -1, 10), "lr", "must be > 0"),
+    (("cyclic", 0.1, 0), "epochs", "must be > 0"),
 ])
-def test_schedule_errors(args, message):
-    with pytest.raises(ValueError, match=message):
+def test_schedule_errors(args, option, message):
+    with pytest.raises(OptionError, match=message) as err:
         make_schedule(*args)
+    assert err.value.option == option
 
 
 def test_bad_schedule_parameter():
-    with pytest.raises(ValueError, match="bad parameters"):
+    with pytest.raises(OptionError, match="do not fit schedule step-lr") as err:
         make_schedule("step-lr", 0.1, 10, gama=0.5)
+    assert err.value.option == "schedule_params"
     assert math.isfinite(make_schedule("constant", 0.1, 1)(0.5))

@@ -1,40 +1,20 @@
-"""Runs: the run directory, refusing to overwrite, errors naming the argument, DDP.
-
-Also the tiny-run helpers the other engine tests import (`synthetic_opts`, `small_synthetic`)."""
+"""Runs: the run directory, refusing to overwrite, errors naming the argument, DDP."""
 import pytest
 import torch
 
-from aft_fast.train import TrainOptions, train
-
-TINY = dict(data="synthetic", arch="small_cnn", batch_size=32, eval_max_batches=1, eval_steps=2,
-            steps=2, eps=0.1, quiet=True, log_every=10**9, device="cpu")
+from aft_fast.errors import OptionError
+from aft_fast.train import train
 
 
-def synthetic_opts(tmp_path, name, **kw):
-    # 1-channel 28×28 synthetic data, so small_cnn fits; 128 samples = 4 batches.
-    return TrainOptions(out=str(tmp_path / name), **{**TINY, **kw})
-
-
-@pytest.fixture(autouse=True)
-def small_synthetic(monkeypatch):
-    import aft_fast.train.run as run
-    real = run.make_loaders
-
-    def tiny(data, **kw):
-        return real(data, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw)
-
-    monkeypatch.setattr(run, "make_loaders", tiny)
-
-
-def test_refuses_to_overwrite_a_run(tmp_path):
+def test_refuses_to_overwrite_a_run(synthetic_opts, tmp_path):
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     before = (tmp_path / "run" / "last.pt").read_bytes()
-    with pytest.raises(FileExistsError, match="--resume to continue the run there, --overwrite"):
+    with pytest.raises(OptionError, match="--resume to continue the run there, --overwrite"):
         train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
-def test_logs_every_n_steps_and_each_epoch(tmp_path, capsys):
+def test_logs_every_n_steps_and_each_epoch(synthetic_opts, tmp_path, capsys):
     train(synthetic_opts(tmp_path, "run", method="pgd-at", epochs=1, quiet=False, log_every=2))
     out = capsys.readouterr().out
     # 4 batches, a line every 2 with loss, accuracy, LR, throughput and data time.
@@ -42,11 +22,11 @@ def test_logs_every_n_steps_and_each_epoch(tmp_path, capsys):
     assert "epoch 1/1 [pgd-at] loss" in out and "val clean" in out
 
 
-def test_non_empty_out_needs_overwrite_which_keeps_other_files(tmp_path):
+def test_non_empty_out_needs_overwrite_which_keeps_other_files(synthetic_opts, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match=r"--out .* is not empty \(notes.txt\)"):
+    with pytest.raises(OptionError, match=r"--out: .* is not empty \(notes.txt\)"):
         train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, overwrite=True))
     assert (out / "notes.txt").read_text() == "mine" and (out / "last.pt").exists()
@@ -60,7 +40,7 @@ real = run.make_loaders
 run.make_loaders = lambda data, **kw: real(data, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw)
 s = train(TrainOptions(method=sys.argv[1], data="synthetic", arch="small_cnn", batch_size=32,
           epochs=1, eval_max_batches=1, eval_steps=2, steps=2, eps=0.1, quiet=True, device="cpu",
-          replays=2, out=sys.argv[2]))
+          replays=2 if sys.argv[1] == "free-at" else None, out=sys.argv[2]))
 print("ROW", s["last"]["train_acc"], s["config"]["resolved"]["world_size"], flush=True)
 """
 
@@ -88,18 +68,21 @@ def test_ddp_two_cpu_processes(tmp_path, method):
     assert json.loads((out / "metrics.jsonl").read_text())["epoch"] == 0
 
 
-@pytest.mark.parametrize("kw,exc,message", [
-    (dict(method="magic"), ValueError, "--method must be one of"),
-    (dict(eps=-0.1), ValueError, "--eps must be >= 0"),
-    (dict(method="aft"), ValueError, "pass --weights PATH"),
-    (dict(weights="/nonexistent.pt", method="aft"), FileNotFoundError, "--weights /nonexistent.pt"),
-    (dict(data="/no/such/folder"), ValueError, "--data must be one of"),
-    (dict(arch="resnet19"), ValueError, "did you mean"),
-    (dict(resume=True), FileNotFoundError, "--resume"),
+@pytest.mark.parametrize("kw,option,message", [
+    (dict(method="magic"), "method", "must be one of"),
+    (dict(eps=-0.1), "eps", "must be in \\[0, 1\\]"),
+    (dict(method="aft"), "weights", "pass --weights PATH"),
+    (dict(weights="/nonexistent.pt", method="aft"), "weights", "/nonexistent.pt: no such file"),
+    (dict(data="/no/such/folder"), "data", "must be one of"),
+    (dict(arch="resnet19"), "arch", "did you mean"),
+    (dict(resume=True), "resume", "does not exist"),
+    (dict(on_nonfinite="ignore"), "on_nonfinite", "must be one of stop, skip"),
+    (dict(save_every=0), "save_every", "must be >= 1"),
 ])
-def test_errors_name_the_argument(tmp_path, kw, exc, message):
-    with pytest.raises(exc, match=message):
+def test_errors_name_the_argument(synthetic_opts, tmp_path, kw, option, message):
+    with pytest.raises(OptionError, match=message) as err:
         train(synthetic_opts(tmp_path, "bad", **{"epochs": 1, "method": "natural", **kw}))
+    assert err.value.option == option
 
 
 def test_wrong_class_count_needs_replace_head(tmp_path):
@@ -114,7 +97,8 @@ def test_wrong_class_count_needs_replace_head(tmp_path):
     assert ten.model[-1].out_features == 10
 
 
-def test_compile_runs_the_update_through_the_compiled_module(tmp_path, monkeypatch):
+def test_compile_runs_the_update_through_the_compiled_module(synthetic_opts, tmp_path,
+                                                              monkeypatch):
     """`--compile` wraps the model like torch.compile does (an OptimizedModule has no len(), so
     it must never be truth-tested; that crashed on a GPU once). The compile itself is stubbed:
     what is checked is the plumbing, on CPU, in seconds."""

@@ -9,23 +9,51 @@ One iteration = forward, input-gradient backward, one fused `ops.pgd_step_`. Wha
 - no host synchronisation inside the loop (no `.item()`, no branching on tensor values);
 - optionally (`AttackConfig(compile=True)`) forward + loss + input backward as one
   `torch.compile` graph; it pays off where kernel launches dominate (GPUs, small models).
+
+`instrumented(hook)` lets a profiler time the parts of this loop (and of `Trainer.update`, which
+marks its parts the same way) without a copy of it: each part runs inside `section(name)`, which
+is a shared no-op context unless a hook is installed (one global read per part when off).
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from aft_fast import ops
+from aft_fast.errors import check, check_at_least, check_choice
+from aft_fast.policy import AMP_CHOICES, BN_MODES
 
 AMP_DTYPES = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-BN_MODES = ("eval", "train")
 # fp16 gradients of a small loss underflow; a constant scale keeps them representable. The
 # sign of a scaled gradient is the sign of the gradient, so nothing is ever unscaled.
 FP16_LOSS_SCALE = 1024.0
+
+
+_section_hook: Callable[[str], ContextManager] | None = None
+_NO_SECTION = contextlib.nullcontext()
+
+
+def section(name: str) -> ContextManager:
+    """The context a named part of the attack or of the weight update runs in: the installed
+    hook's (a profiler's timer), or a shared no-op."""
+    hook = _section_hook
+    return _NO_SECTION if hook is None else hook(name)
+
+
+@contextlib.contextmanager
+def instrumented(hook: Callable[[str], ContextManager]):
+    """Run the block with `hook(name)` around every named part (see `section`)."""
+    global _section_hook
+    previous, _section_hook = _section_hook, hook
+    try:
+        yield
+    finally:
+        _section_hook = previous
 
 
 @dataclass(frozen=True)
@@ -48,18 +76,13 @@ class AttackConfig:
     compile: bool = False  # torch.compile the forward + input-gradient step (pays off on GPUs)
 
     def __post_init__(self):
-        if not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
-        if self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of none, bf16, fp16; got {self.amp!r}")
-        if self.bn_mode not in BN_MODES:
-            raise ValueError(f"bn_mode must be 'eval' or 'train', got {self.bn_mode!r}")
+        check_at_least("eps", self.eps, 0)
+        check_at_least("alpha", self.alpha, 0)
+        check_at_least("steps", self.steps, 0)
+        check_at_least("restarts", self.restarts, 1)
+        check(self.amp in AMP_DTYPES, "amp",
+              f"must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
+        check_choice("bn_mode", self.bn_mode, BN_MODES)
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -93,13 +116,15 @@ def input_grad(model: nn.Module, x_in: torch.Tensor, y: torch.Tensor, amp_dtype=
 
 
 def _loss_grad(model, x_leaf, y, amp_dtype, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
-    with _autocast(x_leaf.device, amp_dtype):
+    with section("attack forward"), _autocast(x_leaf.device, amp_dtype):
         logits = model(x_leaf)
     # The loss and the backward run outside autocast, as torch recommends.
-    loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
-    if amp_dtype == torch.float16:
-        loss = loss * FP16_LOSS_SCALE
-    (grad,) = torch.autograd.grad(loss, x_leaf)
+    with section("attack loss"):
+        loss = (loss_fn or F.cross_entropy)(logits.float(), y, reduction="sum")
+        if amp_dtype == torch.float16:
+            loss = loss * FP16_LOSS_SCALE
+    with section("input backward"):
+        (grad,) = torch.autograd.grad(loss, x_leaf)
     return grad, logits.detach()
 
 
@@ -129,17 +154,20 @@ def _like(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torch.Tensor:
     amp = cfg.amp_dtype
-    x_nat = x.detach().float() if x.dtype != torch.float32 else x.detach()
-    x_adv = x_nat.clone(memory_format=torch.preserve_format)
-    # Under autocast the forward reads a low-precision copy the fused op keeps up to date.
-    x_in = torch.empty_like(x_adv, dtype=amp) if amp is not None else x_adv
-    if cfg.random_start and cfg.eps > 0:
-        ops.random_init_(x_adv, x_nat, cfg.eps, seed=seed, out=x_in if x_in is not x_adv else None)
-    elif x_in is not x_adv:
-        x_in.copy_(x_adv)
+    with section("copies/casts"):
+        x_nat = x.detach().float() if x.dtype != torch.float32 else x.detach()
+        x_adv = x_nat.clone(memory_format=torch.preserve_format)
+        # Under autocast the forward reads a low-precision copy the fused op keeps up to date.
+        x_in = torch.empty_like(x_adv, dtype=amp) if amp is not None else x_adv
+    with section("random start"):
+        if cfg.random_start and cfg.eps > 0:
+            ops.random_init_(x_adv, x_nat, cfg.eps, seed=seed,
+                             out=x_in if x_in is not x_adv else None)
+        elif x_in is not x_adv:
+            x_in.copy_(x_adv)
     for _ in range(cfg.steps):
         grad, _ = (compiled_input_grad if cfg.compile else input_grad)(model, x_in, y, amp, loss_fn)
-        with torch.no_grad():
+        with section("fused step"), torch.no_grad():
             ops.pgd_step_(x_adv, _like(grad, x_adv), x_nat, cfg.eps, cfg.alpha,
                           out=x_in if x_in is not x_adv else None)
     return x_adv

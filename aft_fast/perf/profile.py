@@ -1,14 +1,15 @@
 """`aft-fast profile`: where the time of one PGD-AT training iteration goes.
 
 The iteration is the engine's own loop (`aft_fast.attacks.pgd` with one restart, then the
-`Trainer.update` weight step) written out with a timed section around each part: data wait,
-copies/casts, random start, and per attack step forward, loss, input backward and the fused step;
-then the update's forward + loss, backward and optimizer step. Sections are timed with CUDA
+`Trainer.update` weight step), run with a timer installed in their section hook
+(`aft_fast.attacks.pgd.instrumented`): data wait, copies/casts, random start, and per attack step
+forward, loss, input backward and the fused step; then the update's forward + loss, backward and
+optimizer step. Sections are timed with CUDA
 events on a GPU (no sync inside the iteration) and `perf_counter` on a CPU. The total is the
 wall-clock of the whole iteration; time between sections (Python, loop control) is "other", and
 the parts must cover the total within `TOLERANCE_PCT`. Every section is also a
 `torch.profiler.record_function` range, so the Chrome trace (`--trace`) shows the same names.
-`tests/test_perf.py` checks that this loop gives the same adversarial examples as `pgd`.
+`tests/test_perf.py` checks that the hook changes no result and that every part is timed.
 """
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from aft_fast import ops
 from aft_fast.attacks import pgd
-from aft_fast.attacks.pgd import FP16_LOSS_SCALE
+from aft_fast.attacks.pgd import instrumented
+from aft_fast.errors import OptionError
 from aft_fast.io import atomic_write
 from aft_fast.perf.timing import DeviceTimer
 from aft_fast.perf.workload import Built, Workload, build_workload
@@ -77,7 +77,8 @@ class SectionClock:
 
 
 class Iteration:
-    """One PGD-AT iteration on the workload, as the engine runs it, with sections."""
+    """One PGD-AT iteration on the workload: the engine's own `pgd` and `Trainer.update`, timed
+    through their section hook (`attacks.pgd.instrumented`), not a copy of them."""
 
     def __init__(self, b: Built, w: Workload, pool: int = 2):
         self.b, self.w, self.cfg = b, w, w.attack_config()
@@ -95,59 +96,23 @@ class Iteration:
         x = x.to(self.b.device, non_blocking=True).contiguous(memory_format=self.w.memory_format)
         return x, y.to(self.b.device, non_blocking=True)
 
-    def attack(self, x, y, clock: SectionClock, seed: int | None = None) -> torch.Tensor:
-        """The engine's PGD loop (attacks.pgd._run_once) with a section around each part."""
-        cfg, amp, model = self.cfg, self.cfg.amp_dtype, self.b.model
-        sec = clock.section
-        with sec("copies/casts"):
-            x_nat = x.detach().float() if x.dtype != torch.float32 else x.detach()
-            x_adv = x_nat.clone(memory_format=torch.preserve_format)
-            x_in = torch.empty_like(x_adv, dtype=amp) if amp is not None else x_adv
-        with sec("random start"):
-            ops.random_init_(x_adv, x_nat, cfg.eps, seed=seed,
-                             out=x_in if x_in is not x_adv else None)
-        autocast = (torch.autocast(x.device.type, dtype=amp) if amp is not None
-                    else contextlib.nullcontext())
-        model.eval()
-        for _ in range(cfg.steps):
-            leaf = x_in.detach().requires_grad_(True)
-            with sec("attack forward"), autocast:
-                logits = model(leaf)
-            with sec("attack loss"):
-                loss = F.cross_entropy(logits.float(), y, reduction="sum")
-                if amp == torch.float16:
-                    loss = loss * FP16_LOSS_SCALE
-            with sec("input backward"):
-                (grad,) = torch.autograd.grad(loss, leaf)
-            with sec("fused step"), torch.no_grad():
-                ops.pgd_step_(x_adv, grad, x_nat, cfg.eps, cfg.alpha,
-                              out=x_in if x_in is not x_adv else None)
+    def step(self, x, y, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The iteration as the engine runs it: PGD examples, then one weight update."""
+        x_adv = pgd(self.b.model, x, y, self.cfg, generator=generator)
+        self.trainer.update(x_adv, y)
         return x_adv
-
-    def update(self, x_adv, y, clock: SectionClock) -> None:
-        """Trainer.update, split into its parts."""
-        t, sec = self.trainer, clock.section
-        t.model.train()
-        with sec("update forward+loss"), t.autocast():
-            loss = F.cross_entropy(t.model(x_adv).float(), y)
-        with sec("update backward"):
-            t.optimizer.zero_grad(set_to_none=True)
-            t.scaler.scale(loss).backward()
-        with sec("optimizer step"):
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
 
     def run(self, clock: SectionClock) -> tuple[float, dict[str, float]]:
         clock.begin()
         with clock.section("data wait"):
             x, y = self.next_batch()
-        self.update(self.attack(x, y, clock), y, clock)
+        with instrumented(clock.section):
+            self.step(x, y)
         return clock.end()
 
     def run_plain(self) -> None:
-        """The same iteration without sections: `pgd` + `Trainer.update` as the engine runs them."""
-        x, y = self.next_batch()
-        self.trainer.update(pgd(self.b.model, x, y, self.cfg), y)
+        """The same iteration without sections (the hook off)."""
+        self.step(*self.next_batch())
 
 
 def _top_ops(prof, n: int, cuda: bool) -> list[dict]:
@@ -165,9 +130,9 @@ def run_profile(w: Workload, *, iterations: int = 5, warmup: int = 1, trace: str
     total, the remainder ("other"), the same iteration untimed for comparison, and optionally a
     torch.profiler pass (top ops by self time, Chrome trace)."""
     if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+        raise OptionError("iterations", f"must be >= 1, got {iterations}")
     if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
+        raise OptionError("warmup", f"must be >= 0, got {warmup}")
     say = progress or (lambda msg: None)
     load_start = os.getloadavg()[0]
     b = build_workload(w)

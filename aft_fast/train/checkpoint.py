@@ -2,11 +2,13 @@
 
     {"format": "aft_fast.checkpoint/1", "arch", "num_classes", "in_channels", "input_size",
      "mean", "std", "model" (state_dict of the plain network), "method", "config", "epoch",
-     "optimizer", "scaler", "schedule", "rng", "metrics", "best", "method_state"}
+     "optimizer", "scaler", "schedule", "rng", "metrics", "best", "method_state", "progress"}
 
-"best" (which epoch/metric best.pt holds) and "method_state" (what a method carries between
-batches, e.g. Free AT's persistent perturbation) extend the format of CONTRACTS.md so that
-`--resume` is exact for every method.
+"epoch" is the last finished epoch (-1 before the first). "best" (which epoch/metric best.pt
+holds), "method_state" (what a method carries between batches, e.g. Free AT's persistent
+perturbation) and "progress" (the next batch to run: "epoch", "batch", that epoch's partial
+"sums", the finished epochs' metrics "history", the "nonfinite" record and the co-"guard"'s state;
+see `aft_fast.train.state`) make `--resume` exact for every method, also mid-epoch.
 
 Written atomically (temporary file + rename): a killed run leaves the previous checkpoint intact.
 """
@@ -19,9 +21,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from aft_fast.errors import OptionError
 from aft_fast.io import save_torch
 from aft_fast.models import rebuild, unwrap
 from aft_fast.models.weights import CHECKPOINT_FORMAT
+
+FORMAT_PREFIX = CHECKPOINT_FORMAT.rsplit("/", 1)[0] + "/"
 
 
 def rng_state() -> dict:
@@ -55,7 +60,7 @@ def model_meta(model: nn.Module, arch: str, num_classes: int, input_size: int) -
 
 def save_checkpoint(path, *, model, arch, num_classes, input_size, method, config, epoch,
                     optimizer=None, scaler=None, schedule=None, metrics=None, best=None,
-                    method_state=None):
+                    method_state=None, progress=None):
     """Write one checkpoint file atomically (see the module docstring for its keys)."""
     ckpt = model_meta(model, arch, num_classes, input_size)
     ckpt.update(model={k: v.detach().cpu() for k, v in unwrap(model).model.state_dict().items()},
@@ -63,18 +68,27 @@ def save_checkpoint(path, *, model, arch, num_classes, input_size, method, confi
                 optimizer=optimizer.state_dict() if optimizer is not None else None,
                 scaler=scaler.state_dict() if scaler is not None else None,
                 schedule=schedule.state_dict() if schedule is not None else None,
-                rng=rng_state(), metrics=metrics or {}, best=best, method_state=method_state or {})
+                rng=rng_state(), metrics=metrics or {}, best=best, method_state=method_state or {},
+                progress=progress)
     return save_torch(ckpt, path)
 
 
-def read_checkpoint(path) -> dict:
-    """The checkpoint dict in `path` (on CPU); a clear error for a missing or foreign file."""
+def read_checkpoint(path, option: str = "checkpoint") -> dict:
+    """The checkpoint dict in `path` (on CPU); an OptionError naming `option` for a missing,
+    torn, foreign or newer-format file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--checkpoint {path}: no such file")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"--checkpoint {path}: not an aft_fast checkpoint (for a plain "
-                         "state_dict use --weights with --arch)")
+        raise OptionError(option, f"{path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torn or not a torch file: say which file, not a pickle trace
+        raise OptionError(option, f"{path} cannot be read as a checkpoint ({exc})") from None
+    kind = ckpt.get("format", "") if isinstance(ckpt, dict) else ""
+    if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) and kind != CHECKPOINT_FORMAT:
+        raise OptionError(option, f"{path} has format {kind!r}, this aft_fast reads "
+                          f"{CHECKPOINT_FORMAT!r}: upgrade aft_fast to load it")
+    if kind != CHECKPOINT_FORMAT:
+        raise OptionError(option, f"{path}: not an aft_fast checkpoint (for a plain state_dict "
+                          "use --weights with --arch)")
     return ckpt
 
 

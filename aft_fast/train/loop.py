@@ -1,196 +1,175 @@
-"""`fit`: the one training loop every method runs through.
+"""`fit`: the one training loop every method runs through, in the shape of timm's train.py.
 
-Per iteration: the LR from the schedule (a function of fractional epochs), `method.step`.
-Per epoch: train loss/accuracy, train robust accuracy on the fixed `train_eval` subset, clean and
-PGD accuracy on `val` (never test), wall-clock, images/s and attack time per iteration, written as
-a row of `metrics.jsonl` and `summary.csv`; `last.pt` (and `best.pt`, chosen on val) written
-atomically; LR and accuracy plots. `resume=True` continues from `last.pt` exactly.
+    fit
+     ├─ train_one_epoch   per batch: LR from the schedule (a function of fractional epochs),
+     │                    `method.step`, on-device sums; a log line every --log-every steps,
+     │                    last.pt every --save-every steps, SIGTERM/SIGINT → checkpoint and exit
+     ├─ evaluate_epoch    clean (+ PGD) accuracy on val and train_eval within the budget
+     └─ end_epoch         metrics row, co-guard, best.pt / last.pt, tables and plots (RunDir)
+
+What a run keeps between steps is a `TrainState` (it writes and reads the checkpoint); the
+non-finite policy is `nonfinite.py`, preemption `preemption.py`, the budget `evaluation.py`.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
-import sys
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
-import yaml
-from tqdm import tqdm
 
-from aft_fast.attacks import AttackConfig
 from aft_fast.distributed import Dist
-from aft_fast.evaluate import accuracy
-from aft_fast.io import write_text
-from aft_fast.runtime import synced_clock
-from aft_fast.train.checkpoint import read_checkpoint, save_checkpoint, set_rng_state
-from aft_fast.train.methods import Method, Trainer
-from aft_fast.train.plots import plot_accuracy, plot_schedule
+from aft_fast.train.evaluation import EvalBudget, evaluate_epoch
+from aft_fast.train.nonfinite import NonFiniteLoss
+from aft_fast.train.preemption import Preempted, StopRequest
+from aft_fast.train.run_dir import RunDir
+from aft_fast.train.state import TrainState
+from aft_fast.train.step_log import StepLog, say
 
-RUN_FILES = ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt", "lr.png",
-             "accuracy.png")
+ROW_KEYS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "train_robust_acc",
+            "val_clean_acc", "val_robust_acc", "epoch_seconds", "images_per_second",
+            "attack_ms_per_iter", "eval_seconds")
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Never clobber anything by accident: a non-empty run dir needs --resume or --overwrite, and
-    --overwrite replaces only the run's own files."""
+@dataclass
+class LoopConfig:
+    """How the loop runs (not what it trains)."""
+    epochs: int
+    budget: EvalBudget
+    save_every: int | None = None  # steps between mid-epoch checkpoints
+    log_every: int = 50
+    quiet: bool = False
+    dist: Dist = field(default_factory=Dist)
+
+    @property
+    def show(self) -> bool:
+        return not self.quiet and self.dist.is_main
+
+
+def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
+        resume: bool = False) -> dict:
+    """Train `state` up to `cfg.epochs`; returns {"last": row, "best": best, "rows": rows}."""
     if resume:
-        if not (run_dir / "last.pt").is_file():
-            raise FileNotFoundError(f"--resume: {run_dir / 'last.pt'} does not exist; start the run "
-                                    "without --resume")
-        return
-    existing = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
-    if existing and not overwrite:
-        shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
-        raise FileExistsError(f"--out {run_dir} is not empty ({shown}); pass --resume to continue "
-                              "the run there, --overwrite to replace its run files (other files "
-                              "are kept), or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for f in RUN_FILES:  # --overwrite: no file of the old run may pass for one of the new run
-        if (run_dir / f).exists():
-            (run_dir / f).unlink()
+        state.restore(run_dir.load_last())
+        run_dir.write_rows(state.rows)  # the tables may lag behind last.pt after a kill
+    else:
+        save(state, run_dir, cfg)  # from the first step on, the run dir holds a resumable state
+    say(cfg.show, cfg.budget.describe() + " (--eval-full: the whole splits)")
+    with StopRequest() as stop:
+        while state.epoch < cfg.epochs and not state.stopped:
+            row = train_one_epoch(state, loaders.train, run_dir, cfg, stop)
+            row.update(evaluate_epoch(state.model, loaders, cfg.budget, cfg.dist.sum))
+            end_epoch(state, {k: row[k] for k in ROW_KEYS}, run_dir, cfg)
+    return {"last": state.rows[-1] if state.rows else None, "best": state.best,
+            "rows": state.rows}
 
 
-def _write_tables(run_dir: Path, rows: list[dict]) -> None:
-    write_text("".join(json.dumps(r) + "\n" for r in rows), run_dir / "metrics.jsonl")
-    buf = io.StringIO()
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(buf.getvalue(), run_dir / "summary.csv")
+def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
+                    stop: StopRequest) -> dict:
+    """The training part of the epoch's row, from `state.batch` (0, or a resumed position)."""
+    epoch, trainer, n_batches = state.epoch, state.trainer, len(loader)
+    state.n_batches = n_batches
+    loader.set_epoch(epoch, start_batch=state.batch)
+    if state.batch == 0 or state.sums is None:
+        state.sums = state.new_sums()
+    trainer.attack_seconds, trainer.attack_calls = 0.0, 0
+    log = StepLog(epoch=epoch, epochs=cfg.epochs, n_batches=n_batches, start_batch=state.batch,
+                  name=state.method.name, device=trainer.device, log_every=cfg.log_every,
+                  show=cfg.show, world_size=cfg.dist.world_size)
+    for i, (x, y) in enumerate(loader, start=state.batch):
+        log.batch_ready()
+        trainer.step_index, trainer.time_attack = epoch * n_batches + i, log.times_attack(i)
+        stats = state.method.step(trainer, x, y, lr_setter(state, i, n_batches))
+        state.sums += torch.stack([torch.as_tensor(v, device=state.sums.device).double()
+                                   for v in (stats.loss_sum, stats.correct, stats.n)])
+        state.batch = i + 1
+        log.step_done(len(y))
+        if log.due(i):
+            check_nonfinite(state, cfg)
+            log.line(i, state.sums, state.optimizer.param_groups[0]["lr"])
+        if cfg.save_every and (trainer.step_index + 1) % cfg.save_every == 0 and i + 1 < n_batches:
+            save(state, run_dir, cfg)
+        if stop.requested(cfg.dist, trainer.step_index):
+            preempt(state, run_dir, cfg, stop.signum)
+    seconds, images_per_second = log.finish()
+    loss_sum, correct, n = cfg.dist.sum(state.sums).tolist()
+    return {"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(n, 1), "train_acc": correct / max(n, 1),
+            "epoch_seconds": seconds, "images_per_second": images_per_second,
+            "attack_ms_per_iter": (1e3 * trainer.attack_seconds / trainer.attack_calls
+                                   if trainer.attack_calls else None)}
 
 
-def fit(method: Method, model: torch.nn.Module, loaders, *, arch: str, epochs: int, optimizer,
-        schedule, run_dir, device: torch.device, eval_attack: AttackConfig, amp: str | None = None,
-        channels_last: bool = False, resume: bool = False, overwrite: bool = False,
-        log_every: int = 50, quiet: bool = False, eval_max_batches: int | None = None,
-        co_guard: bool = False, dist: Dist | None = None, ddp_model=None,
-        config: dict | None = None) -> dict:
-    """Train `model` with `method`; returns the last epoch's metrics row (+ best)."""
-    dist = dist or Dist()
-    run_dir = Path(run_dir)
-    if dist.is_main:
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    dist.barrier()
-    # What the batches go through (DDP wrapper, compiled module). Never truth-tested: a compiled
-    # module raises on len().
-    net = ddp_model if ddp_model is not None else model
-    # Attacks run on the plain (or compiled) module, weight updates through the DDP wrapper.
-    trainer = Trainer(net, optimizer, amp, device, attack_model=model if dist.enabled else net)
-    rows, best, start_epoch = [], None, 0
-    if resume:
-        ckpt = read_checkpoint(run_dir / "last.pt")
-        model.model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            trainer.scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        method.load_state_dict(ckpt.get("method_state") or {})
-        start_epoch, best = ckpt["epoch"] + 1, ckpt.get("best")
-        if (run_dir / "metrics.jsonl").exists():
-            rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-                    if line.strip() and json.loads(line)["epoch"] < start_epoch]
-    if dist.is_main:
-        write_text(yaml.safe_dump(config or {}, sort_keys=False), run_dir / "args.yaml")
-        plot_schedule(schedule, run_dir / "lr.png")
-    spec = loaders.spec
-    meta = dict(arch=arch, num_classes=spec.num_classes, input_size=spec.image_size,
-                method=method.name, config=config or {})
-    select_key = "val_clean_acc" if method.name == "natural" else "val_robust_acc"
-    n_batches = len(loaders.train)
-    show_bar = not quiet and dist.is_main and sys.stderr.isatty()
-    guard_batch = next(iter(loaders.val)) if co_guard else None
-    guard_best = None
-    # Attack timings synchronise the device: every iteration on CPU (free), a sample on GPUs.
-    timed_every = 1 if device.type == "cpu" else max(1, min(log_every, 20))
+def lr_setter(state: TrainState, i: int, n_batches: int):
+    """Set the LR for batch `i` now; the returned `set_lr(frac)` moves it within the batch
+    (Free AT's replays)."""
+    def set_lr(frac: float) -> None:
+        lr = state.schedule(state.epoch + (i + frac) / n_batches)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
 
-    for epoch in range(start_epoch, epochs):
-        loaders.train.set_epoch(epoch)
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
-        trainer.attack_seconds, trainer.attack_calls = 0.0, 0
-        data_time, t_epoch = 0.0, synced_clock(device)
-        t_data = time.perf_counter()
-        bar = tqdm(total=n_batches, desc=f"{method.name} epoch {epoch + 1}/{epochs}",
-                   disable=not show_bar, leave=False)
-        for i, (x, y) in enumerate(loaders.train):
-            data_time += time.perf_counter() - t_data
+    set_lr(0.0)
+    return set_lr
 
-            def set_lr(frac: float, i=i) -> None:
-                lr = schedule(epoch + (i + frac) / n_batches)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
 
-            set_lr(0.0)
-            trainer.time_attack = i % timed_every == timed_every - 1 or i == n_batches - 1
-            stats = method.step(trainer, x, y, set_lr)
-            sums += torch.stack([stats.loss_sum.double(), stats.correct.double(),
-                                 torch.tensor(float(stats.n), dtype=torch.float64, device=device)])
-            if (i + 1) % log_every == 0 and dist.is_main and not quiet:
-                s = sums.tolist()  # the one host sync of a log interval
-                elapsed = synced_clock(device) - t_epoch
-                msg = (f"loss {s[0] / s[2]:.4f} acc {s[1] / s[2]:.3f} "
-                       f"lr {optimizer.param_groups[0]['lr']:.3g} "
-                       f"{s[2] * dist.world_size / elapsed:.0f} img/s data {data_time:.1f}s")
-                if show_bar:
-                    bar.set_postfix_str(msg)
-                else:
-                    print(f"  epoch {epoch + 1} iter {i + 1}/{n_batches}: {msg}", flush=True)
-            bar.update(1)
-            t_data = time.perf_counter()
-        bar.close()
-        sums = dist.sum(sums)
-        epoch_seconds = synced_clock(device) - t_epoch
-        loss_sum, correct, n = sums.tolist()
+def end_epoch(state: TrainState, row: dict, run_dir: RunDir, cfg: LoopConfig) -> None:
+    """Co-guard, best choice, the checkpoints (best.pt before last.pt before the tables, so
+    best.pt is never older than the metrics say), the epoch's summary line."""
+    if state.trainer.nonfinite.skip:
+        skipped = check_nonfinite(state, cfg)
+        row["skipped_steps"] = skipped - sum(r.get("skipped_steps", 0) for r in state.rows)
+    if state.guard is not None and state.guard.check(state.model, row):
+        state.stopped = row["guard"]
+    key = "val_clean_acc" if state.method.name == "natural" else "val_robust_acc"
+    improved = state.best is None or (row[key] or 0) >= state.best["value"]
+    if improved:
+        state.best = {"epoch": row["epoch"], "metric": key, "value": row[key] or 0}
+    state.rows.append(row)
+    state.epoch, state.batch, state.sums = state.epoch + 1, 0, None
+    save(state, run_dir, cfg, best=improved)
+    run_dir.write_rows(state.rows)
+    say(cfg.show, epoch_line(state, row, cfg.epochs))
 
-        val = accuracy(model, loaders.val, cfg=eval_attack, max_batches=eval_max_batches,
-                       reduce=dist.sum)
-        train_rob = accuracy(model, loaders.train_eval, cfg=eval_attack,
-                             max_batches=eval_max_batches, reduce=dist.sum)
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / n,
-               "train_acc": correct / n, "train_clean_acc": train_rob["clean_acc"],
-               "train_robust_acc": train_rob["robust_acc"], "val_clean_acc": val["clean_acc"],
-               "val_robust_acc": val["robust_acc"], "epoch_seconds": epoch_seconds,
-               "images_per_second": n / epoch_seconds,
-               "attack_ms_per_iter": (1e3 * trainer.attack_seconds / trainer.attack_calls
-                                      if trainer.attack_calls else None),
-               "eval_seconds": val["seconds"] + train_rob["seconds"]}
-        rows.append(row)
-        stop = False
-        if guard_batch is not None:
-            gx, gy = guard_batch
-            g = accuracy(model, [(gx, gy)], cfg=eval_attack)["robust_acc"]
-            row["guard_pgd_acc"] = g
-            if guard_best is not None and g < 0.5 * guard_best[0]:
-                # Catastrophic overfitting (Wong et al.): PGD accuracy collapsed while FGSM
-                # training goes on. Roll back to the last good weights and stop.
-                model.model.load_state_dict(guard_best[1])
-                row["guard"] = f"rolled back: PGD acc {g:.3f} < half of {guard_best[0]:.3f}"
-                stop = True
-            elif guard_best is None or g >= guard_best[0]:
-                guard_best = (g, {k: v.detach().clone() for k, v in model.model.state_dict().items()})
-        improved = best is None or (row[select_key] or 0) >= best["value"]
-        if improved:
-            best = {"epoch": epoch, "metric": select_key, "value": row[select_key] or 0}
-        if dist.is_main:
-            common = dict(model=model, epoch=epoch, optimizer=optimizer, scaler=trainer.scaler,
-                          schedule=schedule, metrics=row, best=best,
-                          method_state=method.state_dict(), **meta)
-            if improved:
-                save_checkpoint(run_dir / "best.pt", **common)
-            save_checkpoint(run_dir / "last.pt", **common)
-            _write_tables(run_dir, rows)
-            plot_accuracy(rows, run_dir / "accuracy.png")
-            if not quiet:
-                rob = row["val_robust_acc"]
-                print(f"epoch {epoch + 1}/{epochs} [{method.name}] loss {row['train_loss']:.4f} "
-                      f"train acc {row['train_acc']:.3f} | val clean {row['val_clean_acc']:.3f} "
-                      f"robust {'-' if rob is None else f'{rob:.3f}'} | {epoch_seconds:.1f}s "
-                      f"{row['images_per_second']:.0f} img/s", flush=True)
-                if "guard" in row:
-                    print(f"  co-guard: {row['guard']}; stopping", flush=True)
-        if stop or not all(math.isfinite(v) for v in (row["train_loss"],)):
-            break
-    return {"last": rows[-1] if rows else None, "best": best, "rows": rows}
+
+def epoch_line(state: TrainState, row: dict, epochs: int) -> str:
+    rob = row["val_robust_acc"]
+    line = (f"epoch {row['epoch'] + 1}/{epochs} [{state.method.name}] loss "
+            f"{row['train_loss']:.4f} train acc {row['train_acc']:.3f} | val clean "
+            f"{row['val_clean_acc']:.3f} robust {'-' if rob is None else f'{rob:.3f}'} | "
+            f"{row['epoch_seconds']:.1f}s {row['images_per_second']:.0f} img/s, eval "
+            f"{row['eval_seconds']:.1f}s")
+    if row.get("skipped_steps"):
+        line += f" | {row['skipped_steps']} non-finite batch(es) skipped"
+    if "guard" in row:
+        line += f"\n  co-guard: {row['guard']}; stopping"
+    return line
+
+
+def check_nonfinite(state: TrainState, cfg: LoopConfig) -> int:
+    """Read the on-device record (one sync; all ranks at the same step). Under `stop`, a
+    non-finite loss ends the run naming its step; returns the count of non-finite updates."""
+    monitor = state.trainer.nonfinite
+    first, count = monitor.read()
+    if cfg.dist.enabled:
+        count = int(cfg.dist.sum(torch.tensor([count], device=monitor.first.device)).item())
+    if count and not monitor.skip:
+        step = first if first >= 0 else state.trainer.step_index  # first: on another rank
+        raise NonFiniteLoss(step, state.n_batches, count)
+    return count
+
+
+def save(state: TrainState, run_dir: RunDir, cfg: LoopConfig, *, best: bool = False) -> None:
+    """Write last.pt (and best.pt) unless the weights went non-finite: NaN never overwrites a
+    checkpoint."""
+    check_nonfinite(state, cfg)
+    finite = torch.stack([torch.isfinite(t).all() for t in state.model.model.state_dict().values()
+                          if t.is_floating_point()]).all()
+    if not bool(finite):
+        raise NonFiniteLoss(state.trainer.step_index, state.n_batches, 0, what="weights")
+    run_dir.save(state.checkpoint(), best=best)
+
+
+def preempt(state: TrainState, run_dir: RunDir, cfg: LoopConfig, signum: int) -> None:
+    """Checkpoint the position after the step just done and exit with 128 + signum."""
+    save(state, run_dir, cfg)
+    say(cfg.dist.is_main, f"stopped by signal {signum} at epoch {state.epoch + 1}, batch "
+        f"{state.batch}: {run_dir.last} resumes the run exactly (--resume)")
+    raise Preempted(signum, run_dir.last)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -14,24 +15,39 @@ import torch.nn.functional as F
 
 from aft_fast import ops
 from aft_fast.attacks import AttackConfig, fgsm_rs, pgd
-from aft_fast.attacks.pgd import AMP_DTYPES
+from aft_fast.attacks.pgd import AMP_DTYPES, section
+from aft_fast.errors import OptionError
+from aft_fast.policy import AMP_CHOICES, default_alpha
 from aft_fast.runtime import synced_clock
+from aft_fast.train.nonfinite import NonFiniteMonitor, SkipGuard, bad_update, step_unless
 
 
 @dataclass
 class StepStats:
+    """On-device sums of one batch: loss·n, correct predictions, n (updates whose loss was not
+    finite count nothing)."""
     loss_sum: torch.Tensor
     correct: torch.Tensor
-    n: int
+    n: torch.Tensor
+
+
+class Update(NamedTuple):
+    loss: torch.Tensor  # detached, mean over the batch
+    logits: torch.Tensor  # detached
+    input_grad: torch.Tensor | None  # d loss / d x (times the fp16 loss scale), when asked
+    bad: torch.Tensor  # 0-dim bool: the loss (or, when skipping, a gradient) was not finite
 
 
 class Trainer:
-    """The weight update shared by every method: autocast forward, (scaled) backward, step."""
+    """The one weight update every method uses: autocast forward, (scaled) backward, optimizer
+    step; optionally the input gradient of the same backward (Free AT). Each update is checked
+    for a non-finite loss on the device (`nonfinite`); `step_index` (set by the loop) is the
+    global step a report names."""
 
     def __init__(self, model: nn.Module, optimizer, amp: str | None, device: torch.device,
-                 attack_model: nn.Module | None = None):
+                 attack_model: nn.Module | None = None, on_nonfinite: str = "stop"):
         if amp not in AMP_DTYPES:
-            raise ValueError(f"--amp must be one of none, bf16, fp16; got {amp!r}")
+            raise OptionError("amp", f"must be one of {', '.join(AMP_CHOICES)}; got {amp!r}")
         self.model, self.optimizer = model, optimizer
         # Attacks need no gradient sync: under DDP they run on the plain module, so no reducer
         # is armed and no buffers are broadcast on each of the k attack forwards.
@@ -39,6 +55,8 @@ class Trainer:
         self.amp_dtype = AMP_DTYPES[amp]
         self.device = device
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.nonfinite = NonFiniteMonitor(device, on_nonfinite)
+        self.step_index = 0
         self.time_attack = False  # set by the loop on the iterations it measures (syncs the device)
         self.attack_seconds = 0.0
         self.attack_calls = 0
@@ -48,21 +66,38 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on (x, y); returns (loss, logits) detached."""
+    def update(self, x: torch.Tensor, y: torch.Tensor, *, input_grad: bool = False) -> Update:
+        """One optimizer step on (x, y)."""
         self.model.train()
-        with self.autocast():
+        if input_grad:
+            x = x.detach().requires_grad_(True)
+        skip = self.nonfinite.skip
+        guard = SkipGuard(self.model) if skip else None
+        with section("update forward+loss"), self.autocast():
             logits = self.model(x)
             loss = F.cross_entropy(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss.detach(), logits.detach()
+        with section("update backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with section("optimizer step"):
+            bad = bad_update(loss, self._params(), check_grads=skip and not self.scaler.is_enabled())
+            if skip:
+                step_unless(self.optimizer, bad, self.scaler)
+                guard.restore_if(bad)
+            else:
+                self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.nonfinite.record(bad, self.step_index)
+        return Update(loss.detach(), logits.detach(), x.grad if input_grad else None, bad)
+
+    def _params(self):
+        return (p for group in self.optimizer.param_groups for p in group["params"])
 
 
-def _stats(loss, logits, y) -> StepStats:
-    return StepStats(loss * len(y), (logits.argmax(1) == y).sum(), len(y))
+def _stats(u: Update, y: torch.Tensor) -> StepStats:
+    n = torch.where(u.bad, 0, len(y))
+    return StepStats(torch.where(u.bad, 0.0, u.loss * len(y)),
+                     torch.where(u.bad, 0, (u.logits.argmax(1) == y).sum()), n)
 
 
 class Method:
@@ -80,12 +115,10 @@ class Method:
         self.alpha = self.default_alpha(eps, steps) if alpha is None else alpha
         if replays is not None:
             if replays < 1:
-                raise ValueError(f"--replays must be >= 1, got {replays}")
+                raise OptionError("replays", f"must be >= 1, got {replays}")
             self.replays = replays
 
-    @staticmethod
-    def default_alpha(eps: float, steps: int) -> float:
-        return 2.5 * eps / max(steps, 1)  # Madry et al.'s rule: reach the boundary with slack
+    default_alpha = staticmethod(default_alpha)  # Madry et al.'s 2.5·eps/steps
 
     def attack_config(self) -> AttackConfig:
         return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode=self.bn_mode,
@@ -109,8 +142,7 @@ class Method:
             trainer.attack_calls += 1
         else:
             x_adv = self.perturb(trainer, x, y)
-        loss, logits = trainer.update(x_adv, y)
-        return _stats(loss, logits, y)
+        return _stats(trainer.update(x_adv, y), y)
 
 
 class Natural(Method):
@@ -179,29 +211,20 @@ class FreeAT(Method):
             self.delta = self.delta.to(x.device)
         # As in Shafahi et al.'s code: a smaller last batch uses the first rows of delta (a view,
         # so its updates persist) instead of resetting the perturbation.
-        delta = self.delta[:len(x)]
+        delta, x_nat = self.delta[:len(x)], x.float()
         x_in = torch.empty_like(delta)
-        ops.delta_step_(delta, torch.zeros_like(x_in), x.float(), self.eps, 0.0, x_adv=x_in)
-        model, opt = trainer.model, trainer.optimizer
-        model.train()
-        loss_sum = correct = 0
+        ops.delta_step_(delta, torch.zeros_like(x_in), x_nat, self.eps, 0.0, x_adv=x_in)
+        total = StepStats(0, 0, 0)
         for r in range(self.replays):
             set_lr(r / self.replays)
-            x_in.requires_grad_(True)
-            with trainer.autocast():
-                logits = model(x_in)
-                loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            trainer.scaler.scale(loss).backward()
-            grad = x_in.grad
-            trainer.scaler.step(opt)
-            trainer.scaler.update()
-            x_in = x_in.detach()
+            # One backward: the weight update and the perturbation's gradient at once.
+            u = trainer.update(x_in, y, input_grad=True)
             with torch.no_grad():
-                ops.delta_step_(delta, grad, x.float(), self.eps, self.alpha, x_adv=x_in)
-            loss_sum = loss_sum + loss.detach() * len(y)
-            correct = correct + (logits.detach().argmax(1) == y).sum()
-        return StepStats(loss_sum / self.replays, correct / self.replays, len(y))
+                ops.delta_step_(delta, u.input_grad, x_nat, self.eps, self.alpha, x_adv=x_in)
+            s = _stats(u, y)
+            total = StepStats(total.loss_sum + s.loss_sum, total.correct + s.correct, total.n + s.n)
+        return StepStats(total.loss_sum / self.replays, total.correct / self.replays,
+                         total.n / self.replays)
 
 
 METHODS = {m.name: m for m in (Natural, PGDAT, FreeAT, FastAT, AFT)}
@@ -209,5 +232,5 @@ METHODS = {m.name: m for m in (Natural, PGDAT, FreeAT, FastAT, AFT)}
 
 def make_method(name: str, **kwargs) -> Method:
     if name not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}; got {name!r}")
+        raise OptionError("method", f"must be one of {', '.join(METHODS)}; got {name!r}")
     return METHODS[name](**kwargs)

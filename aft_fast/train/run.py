@@ -12,15 +12,20 @@ import torch
 
 from aft_fast import distributed
 from aft_fast.attacks import AttackConfig
-from aft_fast.errors import OptionError
-from aft_fast.policy import OPTIMIZERS
 from aft_fast.data import make_loaders
+from aft_fast.errors import OptionError
 from aft_fast.models import build, weights_path
+from aft_fast.policy import EVAL_STEPS, OPTIMIZERS, amp_name, default_alpha
 from aft_fast.runtime import pick_device
-from aft_fast.train.loop import fit
-from aft_fast.train.methods import METHODS, make_method
+from aft_fast.train.co_guard import COGuard
+from aft_fast.train.evaluation import eval_budget
+from aft_fast.train.loop import LoopConfig, fit
+from aft_fast.train.methods import METHODS, Trainer, make_method
 from aft_fast.train.options import TrainOptions
+from aft_fast.train.partial import freeze_batchnorm_stats, trainable_parameters
+from aft_fast.train.run_dir import RunDir, checkpoint_bytes
 from aft_fast.train.schedules import make_schedule
+from aft_fast.train.state import TrainState
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -28,28 +33,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float, *,
+                   fused: bool = False):
+    """`fused`: one kernel per step that can also skip it on the device (the non-finite `skip`
+    policy uses its `found_inf` input)."""
+    kw = {"fused": True} if fused else {}
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kw)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, **kw)
     raise OptionError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
 
 
 def train(opts: TrainOptions) -> dict:
     """Run one training job; returns fit's summary plus the run directory."""
-    if opts.method not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}; got {opts.method!r}")
-    if opts.eps < 0:
-        raise ValueError(f"--eps must be >= 0, got {opts.eps}")
-    cls = METHODS[opts.method]
-    if cls.needs_weights and not opts.weights and not opts.allow_scratch:
-        raise ValueError(f"--method {opts.method} fine-tunes a pretrained model: pass --weights "
-                         "PATH (a local torchvision state_dict or an aft_fast checkpoint), or "
-                         "--allow-scratch to fine-tune random weights anyway")
+    opts.check()
+    if METHODS[opts.method].needs_weights and not opts.weights and not opts.allow_scratch:
+        raise OptionError("weights", f"--method {opts.method} fine-tunes a pretrained model: "
+                          "pass --weights PATH (a local torchvision state_dict or an aft_fast "
+                          "checkpoint), or --allow-scratch to fine-tune random weights anyway")
     if opts.weights and not os.path.isfile(weights_path(opts.arch, opts.weights)):  # before data
-        raise FileNotFoundError(f"--weights {opts.weights}: no such file (a local torchvision "
-                                "state_dict or an aft_fast checkpoint is expected)")
+        raise OptionError("weights", f"{opts.weights}: no such file (a local torchvision "
+                          "state_dict or an aft_fast checkpoint is expected)")
     seed_everything(opts.seed)
     dist, device = distributed.setup(pick_device(opts.device))
     try:  # a bad option found below must not leave a process group behind
@@ -59,37 +64,95 @@ def train(opts: TrainOptions) -> dict:
 
 
 def _train(opts: TrainOptions, dist, device) -> dict:
-    loaders = make_loaders(opts.data, batch_size=opts.batch_size, loader=opts.loader,
+    run_dir = RunDir(opts.out, is_main=dist.is_main)
+    run_dir.prepare(resume=opts.resume, overwrite=opts.overwrite)  # before any data is read
+    dist.barrier()
+    plan = distributed.plan_batch(opts, dist)  # the global batch, kept by a resume
+    if plan.note() and dist.is_main and not opts.quiet:
+        print(plan.note(), flush=True)
+    loaders = make_loaders(opts.data, batch_size=plan.per_process, loader=opts.loader,
                            image_size=opts.image_size, device=device, workers=opts.workers,
                            seed=opts.seed, rank=dist.rank, world_size=dist.world_size,
                            channels_last=opts.channels_last, eval_batch_size=opts.eval_batch_size,
-                           check_files=opts.check_files)
-    spec = loaders.spec
+                           check_files=opts.check_files, augment=opts.augment,
+                           class_map=opts.class_map, train_images=opts.train_images)
+    model = _model(opts, loaders.spec, device)
+    first_batch = check_input_size(model, loaders.val, opts)
+    state, epochs, config = _state(opts, model, device, dist, loaders.spec, plan)
+    config["resolved"]["augment"] = loaders.spec.augment
+    if opts.co_guard:
+        state.guard = COGuard(first_batch, guard_attack(opts))
+    run_dir.check_space(checkpoint_bytes(model, state.optimizer))
+    run_dir.start(config, state.schedule)
+    budget = eval_budget(method=opts.method, eps=opts.eps, steps=opts.eval_steps,
+                         full=opts.eval_full, images=opts.eval_images,
+                         max_batches=opts.eval_max_batches)
+    config["resolved"]["eval"] = budget.describe()
+    loop = LoopConfig(int(math.ceil(epochs)), budget, save_every=opts.save_every,
+                      log_every=opts.log_every, quiet=opts.quiet, dist=dist)
+    summary = fit(state, loaders, run_dir, loop, resume=opts.resume)
+    return {**summary, "run_dir": opts.out, "config": config}
+
+
+def _model(opts: TrainOptions, spec, device) -> torch.nn.Module:
     model = build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
                   replace_head=opts.replace_head, mean=opts.mean, std=opts.std).to(device)
     if opts.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def check_input_size(model, loader, opts: TrainOptions):
+    """One forward of one batch before training: an image size the network cannot take fails
+    here, naming the option. Returns that batch (the co-guard's held batch). The global RNG is
+    left as it was (a loader's iterator may draw from it)."""
+    with torch.random.fork_rng(devices=[]):
+        x, y = next(iter(loader))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x[:2])
+    except RuntimeError as exc:
+        option = "image_size" if opts.image_size or os.path.isdir(opts.data) else "arch"
+        raise OptionError(option, f"{opts.arch} cannot take {tuple(x.shape[1:])} images "
+                          f"({str(exc).splitlines()[0]}); pick another --image-size or "
+                          "--arch") from None
+    finally:
+        model.train(was_training)
+    return x, y
+
+
+def guard_attack(opts: TrainOptions) -> AttackConfig:
+    steps = opts.eval_steps or EVAL_STEPS
+    return AttackConfig(opts.eps, default_alpha(opts.eps, steps), steps)
+
+
+def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.BatchPlan):
+    """The method, optimizer, schedule and Trainer of the run as a TrainState; epochs; config."""
     method = make_method(opts.method, eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
-                         amp=None if opts.amp == "none" else opts.amp, bn_mode=opts.bn_mode,
-                         replays=opts.replays, compile=opts.compile)
+                         amp=amp_name(opts.amp), bn_mode=opts.bn_mode, replays=opts.replays,
+                         compile=opts.compile)
     epochs = opts.epochs if opts.epochs is not None else method.epochs
     epochs = max(1, math.ceil(epochs / method.replays)) if opts.epochs is None else epochs
-    optimizer = make_optimizer(opts.optimizer or method.optimizer, model.parameters(),
-                               opts.lr or method.lr, opts.momentum, opts.weight_decay)
+    params = trainable_parameters(model, opts.train_only)  # before DDP wraps the model
+    if opts.freeze_bn_stats:
+        freeze_batchnorm_stats(model)
+    optimizer = make_optimizer(opts.optimizer or method.optimizer, params, opts.lr or method.lr,
+                               opts.momentum, opts.weight_decay,
+                               fused=opts.on_nonfinite == "skip")
     schedule = make_schedule(opts.schedule or method.schedule, opts.lr or method.lr, epochs,
                              **(opts.schedule_params or {}))
-    ddp = distributed.wrap(model, dist, device)
+    # What the batches go through (DDP wrapper, compiled module): never truth-tested, a compiled
+    # module raises on len(). Attacks run on the plain (or compiled) module.
+    ddp = distributed.wrap(model, dist, device, plan)  # SyncBatchNorm with --sync-bn
     net = torch.compile(ddp) if opts.compile else ddp
-    eval_attack = AttackConfig(opts.eps, 2.5 * opts.eps / max(opts.eval_steps, 1), opts.eval_steps)
+    trainer = Trainer(net, optimizer, amp_name(opts.amp), device,
+                      attack_model=model if dist.enabled else net, on_nonfinite=opts.on_nonfinite)
     config = {**asdict(opts), "epochs": epochs, "resolved": {
         "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
         "schedule": schedule.name, "alpha": method.alpha, "replays": method.replays,
-        "device": str(device), "world_size": dist.world_size}}
-    summary = fit(method, model, loaders, arch=opts.arch, epochs=int(math.ceil(epochs)),
-                  optimizer=optimizer, schedule=schedule, run_dir=opts.out, device=device,
-                  eval_attack=eval_attack, amp=None if opts.amp == "none" else opts.amp,
-                  channels_last=opts.channels_last, resume=opts.resume,
-                  overwrite=opts.overwrite, log_every=opts.log_every, quiet=opts.quiet,
-                  eval_max_batches=opts.eval_max_batches, co_guard=opts.co_guard, dist=dist,
-                  ddp_model=net, config=config)
-    return {**summary, "run_dir": opts.out, "config": config}
+        "device": str(device), "world_size": dist.world_size,
+        "global_batch": plan.global_batch, "batch_per_process": plan.per_process}}
+    meta = dict(arch=opts.arch, num_classes=spec.num_classes, input_size=spec.image_size,
+                method=method.name, config=config)
+    return TrainState(method, model, trainer, schedule, meta), epochs, config

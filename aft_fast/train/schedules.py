@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from aft_fast.errors import OptionError, check_at_least, check_choice
+
 
 @dataclass
 class Schedule:
@@ -69,15 +71,12 @@ SCHEDULES = {"slow-start-fast-decay": slow_start_fast_decay, "step-lr": step_lr,
 
 
 def make_schedule(name: str, lr: float, epochs: float, **params) -> Schedule:
-    if name not in SCHEDULES:
-        raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}; got {name!r}")
-    if not lr > 0:
-        raise ValueError(f"--lr must be > 0, got {lr}")
-    if not epochs > 0:
-        raise ValueError(f"--epochs must be > 0, got {epochs}")
+    check_choice("schedule", name, SCHEDULES)
+    check_at_least("lr", lr, 0, strict=True)
+    check_at_least("epochs", epochs, 0, strict=True)
     sched = Schedule(name, lr, epochs, params)
     try:
         sched(0.0)
     except TypeError as exc:
-        raise ValueError(f"--schedule {name}: bad parameters {params} ({exc})") from exc
+        raise OptionError("schedule_params", f"{params} do not fit schedule {name} ({exc})") from None
     return sched

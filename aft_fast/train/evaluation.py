@@ -1,0 +1,64 @@
+"""The per-epoch evaluation and its budget.
+
+By default each epoch measures at most `policy.EVAL_IMAGES` images of `val` and of the fixed
+`train_eval` subset, with PGD-`policy.EVAL_STEPS` for adversarial methods and clean accuracy
+only for natural runs (whose PGD accuracy is ~0 and costs many times their training): a small
+share of a training epoch. `--eval-steps N` asks for PGD-N for any method, `--eval-steps 0` for
+clean accuracy only, `--eval-full` for the whole splits with PGD-`policy.EVAL_FULL_STEPS`.
+The run's log states the budget; the final model is evaluated in full by `aft-fast eval`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aft_fast.attacks import AttackConfig
+from aft_fast.evaluate import accuracy
+from aft_fast.policy import EVAL_FULL_STEPS, EVAL_STEPS, default_alpha
+
+
+@dataclass(frozen=True)
+class EvalBudget:
+    attack: AttackConfig | None  # None: clean accuracy only
+    images: int | None  # at most this many images per split; None: all
+    max_batches: int | None = None  # a cap in batches (--eval-max-batches), on top of `images`
+
+    def batches(self, loader) -> int | None:
+        caps = [self.max_batches]
+        if self.images is not None:
+            caps.append(math.ceil(self.images / getattr(loader, "batch_size", 1)))
+        caps = [c for c in caps if c is not None]
+        return min(caps) if caps else None
+
+    def describe(self) -> str:
+        size = "whole splits" if self.images is None else f"at most {self.images} images each"
+        size += "" if self.max_batches is None else f", at most {self.max_batches} batches"
+        if self.attack is None:
+            how = "clean accuracy only"
+        else:
+            a = self.attack
+            how = f"clean + PGD-{a.steps} (eps {a.eps:.4g}, alpha {a.alpha:.4g})"
+        return f"per-epoch evaluation of val and train_eval: {size}; {how}"
+
+
+def eval_budget(*, method: str, eps: float, steps: int | None, full: bool, images: int,
+                max_batches: int | None = None) -> EvalBudget:
+    """The budget the options ask for (see the module docstring)."""
+    if steps is None:
+        steps = EVAL_FULL_STEPS if full else (0 if method == "natural" else EVAL_STEPS)
+    attack = AttackConfig(eps, default_alpha(eps, steps), steps) if steps > 0 and eps > 0 else None
+    return EvalBudget(attack, None if full else images, max_batches)
+
+
+def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None) -> dict:
+    """Clean and robust accuracy on val and train_eval within `budget`: a metrics row's part."""
+    kind = "none" if budget.attack is None else "pgd"
+
+    def measure(loader):
+        return accuracy(model, loader, attack=kind, cfg=budget.attack,
+                        max_batches=budget.batches(loader), reduce=reduce)
+
+    val, train = measure(loaders.val), measure(loaders.train_eval)
+    return {"train_clean_acc": train["clean_acc"], "train_robust_acc": train["robust_acc"],
+            "val_clean_acc": val["clean_acc"], "val_robust_acc": val["robust_acc"],
+            "eval_seconds": val["seconds"] + train["seconds"]}

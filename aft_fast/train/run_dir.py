@@ -1,0 +1,122 @@
+"""`RunDir`: everything a training run keeps on disk, in one object (timm's checkpoint saver).
+
+    args.yaml      the resolved configuration (feeds back into --config)
+    metrics.jsonl  one row per finished epoch; summary.csv the same rows as a table
+    last.pt        the newest resumable state: after each epoch, every --save-every steps and
+                   when SIGTERM/SIGINT stops the run (mid-epoch, with the loader position)
+    best.pt        the epoch with the best validation metric (written before last.pt and the
+                   tables, so it is never older than the metrics say)
+    lr.png, accuracy.png
+
+Every file is written atomically (temporary file + rename): a run killed at any moment leaves
+the previous version or the new one. Only rank 0 writes (`is_main`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+
+from aft_fast.errors import OptionError
+from aft_fast.io import write_text
+from aft_fast.train.checkpoint import read_checkpoint, save_checkpoint
+from aft_fast.train.plots import plot_accuracy, plot_schedule
+
+RUN_FILES = ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt", "lr.png",
+             "accuracy.png")
+SPACE_MARGIN = 3  # last.pt, best.pt and one temporary copy exist at once
+
+
+class RunDir:
+    def __init__(self, path, *, is_main: bool = True):
+        self.path, self.is_main = Path(path), is_main
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    def prepare(self, *, resume: bool, overwrite: bool) -> None:
+        """Before any work: never clobber a run by accident (a non-empty folder needs --resume or
+        --overwrite, which replaces only the run's own files) and the folder must be writable."""
+        if resume:
+            if not self.last.is_file():
+                raise OptionError("resume", f"{self.last} does not exist; start the run without "
+                                  "--resume")
+        elif self.is_main:
+            self._clear(overwrite)
+        if self.is_main:
+            self._probe_write()
+
+    def _clear(self, overwrite: bool) -> None:
+        existing = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
+        if existing and not overwrite:
+            shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+            raise OptionError("out", f"{self.path} is not empty ({shown}); pass --resume to "
+                              "continue the run there, --overwrite to replace its run files (other "
+                              "files are kept), or another --out")
+        for f in RUN_FILES:  # --overwrite: no file of the old run may pass for one of the new run
+            if (self.path / f).exists():
+                (self.path / f).unlink()
+
+    def _probe_write(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_text("", self.path / ".write_probe")
+            (self.path / ".write_probe").unlink()
+        except OSError as exc:
+            raise OptionError("out", f"cannot write to {self.path} ({exc.strerror or exc}); "
+                              "pick a writable folder") from None
+
+    def check_space(self, checkpoint_bytes: int) -> None:
+        """Refuse to start when the disk cannot hold the run's checkpoints."""
+        if not self.is_main:
+            return
+        free, need = shutil.disk_usage(self.path).free, SPACE_MARGIN * checkpoint_bytes
+        if free < need:
+            raise OptionError("out", f"{self.path} has {free / 2**20:.0f} MiB free; the run's "
+                              f"checkpoints need about {need / 2**20:.0f} MiB")
+
+    def start(self, config: dict, schedule) -> None:
+        if self.is_main:
+            write_text(yaml.safe_dump(config, sort_keys=False), self.path / "args.yaml")
+            plot_schedule(schedule, self.path / "lr.png")
+
+    def load_last(self) -> dict:
+        return read_checkpoint(self.last, option="resume")
+
+    def save(self, state: dict, *, best: bool = False) -> None:
+        """`state`: `save_checkpoint`'s keyword arguments. best.pt first, then last.pt."""
+        if not self.is_main:
+            return
+        if best:
+            save_checkpoint(self.best, **state)
+        save_checkpoint(self.last, **state)
+
+    def write_rows(self, rows: list[dict]) -> None:
+        """metrics.jsonl, summary.csv and accuracy.png from the finished epochs' rows."""
+        if not self.is_main or not rows:
+            return
+        write_text("".join(json.dumps(r) + "\n" for r in rows), self.path / "metrics.jsonl")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(buf.getvalue(), self.path / "summary.csv")
+        plot_accuracy(rows, self.path / "accuracy.png")
+
+
+def checkpoint_bytes(model: torch.nn.Module, optimizer) -> int:
+    """Roughly one checkpoint's size: the weights and buffers plus the optimizer's state (its
+    per-parameter buffers: one for SGD momentum, two for Adam), before the first step."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    per_param = {"SGD": 1, "Adam": 2, "AdamW": 2}.get(type(optimizer).__name__, 2)
+    return weights * (1 + per_param)
