@@ -149,3 +149,17 @@ def test_data_package_has_no_import_cycle_and_leaf_types():
 
     for m in graph:
         visit(m, [])
+
+
+def test_train_images_is_a_fixed_subset_of_the_training_split():
+    full = make_loaders("mnist5k", batch_size=100)
+    a = make_loaders("mnist5k", batch_size=100, train_images=1000, seed=0)
+    b = make_loaders("mnist5k", batch_size=100, train_images=1000, seed=1)
+    assert a.train.num_samples == a.spec.train_size == 1000 and torch.equal(a.train.images, b.train.images)
+    keys = {hash(r.numpy().tobytes()) for r in full.train.images}
+    assert all(hash(r.numpy().tobytes()) in keys for r in a.train.images)
+    assert torch.equal(a.val.images, full.val.images) and torch.equal(a.test.images, full.test.images)
+    assert make_loaders("mnist5k", batch_size=100, train_images=10**6).train.num_samples == 3500
+    with pytest.raises(OptionError, match="must be >= 1") as err:
+        make_loaders("mnist5k", batch_size=100, train_images=0)
+    assert err.value.option == "train_images"

@@ -127,6 +127,15 @@ def test_val_split_is_fixed_and_train_eval_spans_classes(folder, name):
     assert len(set(labels_of(a.train_eval, 0).tolist())) > 2  # not the first class only
 
 
+def test_train_images_keeps_val_and_test(folder):
+    full = make_loaders(str(folder), **KW)
+    few = make_loaders(str(folder), train_images=20, train_eval_size=5, **KW)
+    assert few.train.num_samples == few.spec.train_size == 20
+    assert set(few.train.files.files) < set(full.train.files.files)
+    assert set(few.train_eval.files.files) <= set(few.train.files.files)
+    assert few.val.files == full.val.files and few.test.files == full.test.files
+
+
 # ------------------------------------------------------------------------------ augmentation
 def test_default_size_and_augmentation_follow_the_images(folder):
     small = make_loaders(str(folder), batch_size=8, val_size=9)

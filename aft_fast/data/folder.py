@@ -89,11 +89,19 @@ def check_files(files: FileList, root) -> None:
                                   f"them all with `aft-fast data scan {root}`)")
 
 
+def subset(size: int, n: int, seed: int = SPLIT_SEED) -> list[int]:
+    """n of range(size) (all if n >= size), sorted, by a fixed permutation: the same for every
+    run's seed, spread over a class-sorted list."""
+    perm = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return sorted(perm[:n].tolist())
+
+
 def carve(files: FileList, n: int, seed: int = SPLIT_SEED) -> tuple[FileList, FileList]:
     """(rest, held out n) with a fixed permutation; both keep the sorted (class) order. The seed
     is fixed, not the run's: runs with different seeds are selected on the same val images."""
-    perm = torch.randperm(len(files.files), generator=torch.Generator().manual_seed(seed)).tolist()
-    return files.pick(sorted(perm[n:])), files.pick(sorted(perm[:n]))
+    held = subset(len(files.files), n, seed)
+    chosen = set(held)
+    return files.pick([i for i in range(len(files.files)) if i not in chosen]), files.pick(held)
 
 
 def first_image_side(files: FileList) -> int:
@@ -105,6 +113,7 @@ def first_image_side(files: FileList) -> int:
 
 
 def folder_splits(root, *, val_size: int | None, train_eval_size: int, eval_batch_size: int,
+                  train_images: int | None = None,
                   check: bool = True) -> tuple[dict[str, FileList], list[str]]:
     """({"train", "train_eval", "val", "test": FileList}, class names) of an ImageNet-style folder."""
     root = Path(root)
@@ -119,6 +128,8 @@ def folder_splits(root, *, val_size: int | None, train_eval_size: int, eval_batc
         raise OptionError("val_size", f"must be in [1, {len(train_all.files) - 1}] (the training "
                                       f"images minus one), got {val_size}")
     train, val = carve(train_all, val_size)
+    if train_images is not None:  # a fixed subset (quick runs); val stays as it is
+        train = train.pick(subset(len(train.files), train_images))
     # A fixed sample spread over every class (the first k of a class-sorted list would be class 0).
     _, train_eval = carve(train, min(train_eval_size, len(train.files)))
     return {"train": train, "train_eval": train_eval, "val": val, "test": test}, classes

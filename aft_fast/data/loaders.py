@@ -1,6 +1,7 @@
 """`make_loaders(data, ...)`: the train / train_eval / val / test loaders of one data source.
 
-- train: shuffled every epoch (`set_epoch`), sharded across ranks, augmented for image folders.
+- train: shuffled every epoch (`set_epoch`), sharded across ranks, augmented for image folders;
+  `train_images=N`: a fixed subset of N of them (the same N for every seed; quick runs).
 - train_eval: a fixed, unshuffled subset of the training images (train robust accuracy).
 - val: held out from training, never the test split (model selection, per-epoch metrics).
 - test: what papers report (the official test split; the folder's `val/` directory).
@@ -21,7 +22,7 @@ from aft_fast.data.batches import Batches
 from aft_fast.data.class_map import load_class_map
 from aft_fast.data.fashion_mnist import CLASSES as FASHION_CLASSES
 from aft_fast.data.fashion_mnist import fashion_mnist
-from aft_fast.data.folder import first_image_side, folder_splits
+from aft_fast.data.folder import first_image_side, folder_splits, subset
 from aft_fast.data.mnist5k import mnist5k
 from aft_fast.data.synthetic import synthetic
 from aft_fast.data.tensors import TensorBatches
@@ -37,7 +38,8 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
                  image_size: int | None = None, augment: str | None = None,
                  class_map: str | None = None, device="cpu",
                  workers: int = 2, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False, train_eval_size: int = 512,
+                 channels_last: bool = False, train_images: int | None = None,
+                 train_eval_size: int = 512,
                  val_size: int | None = None, eval_batch_size: int | None = None,
                  synthetic_shape=(3, 32, 32), synthetic_classes: int = 10,
                  synthetic_size: int = 1024, check_files: bool = True) -> Loaders:
@@ -47,12 +49,18 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
         raise OptionError("batch_size", f"must be >= 1, got {batch_size}")
     shard = dict(rank=rank, world_size=world_size, device=device, channels_last=channels_last)
     eval_bs = eval_batch_size or batch_size
+    if train_images is not None and train_images < 1:
+        raise OptionError("train_images", f"must be >= 1, got {train_images}")
     if data in BUILTIN:
         for name, value in (("augment", augment), ("class_map", class_map)):
             if value is not None:
                 raise OptionError(name, f"applies to image folders; {data} is read as it is")
         splits, spec = _tensor_splits(data, image_size, seed, synthetic_shape, synthetic_classes,
                                       synthetic_size)
+        if train_images is not None:
+            keep = subset(len(splits["train"][1]), train_images)
+            splits["train"] = tuple(t[keep] for t in splits["train"])
+            spec.train_size = len(keep)
         k = min(train_eval_size, len(splits["train"][1]))
         train_eval = tuple(t[:k] for t in splits["train"])
         return Loaders(TensorBatches(*splits["train"], batch_size, shuffle=True, seed=seed, **shard),
@@ -60,8 +68,9 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
                        TensorBatches(*splits["val"], eval_bs, **shard),
                        TensorBatches(*splits["test"], eval_bs, **shard), spec)
     if os.path.isdir(data):
-        files, classes = folder_splits(data, val_size=val_size, train_eval_size=train_eval_size,
-                                       eval_batch_size=eval_bs, check=check_files)
+        files, classes = folder_splits(data, val_size=val_size, train_images=train_images,
+                                       train_eval_size=train_eval_size, eval_batch_size=eval_bs,
+                                       check=check_files)
         native = first_image_side(files["train"])
         if image_size is None:
             image_size = native if native <= SMALL_IMAGE_MAX else FOLDER_IMAGE_SIZE
