@@ -47,7 +47,9 @@ HELP = {
     "eval_steps": "PGD steps of the per-epoch validation attack.",
     "eval_max_batches": "Evaluate at most this many batches per epoch (faster).",
     "amp": "Mixed precision: none, bf16 or fp16.",
-    "bn_mode": "BatchNorm mode during the training attack: eval or train.",
+    "bn_mode": "BatchNorm mode during the training attack: eval or train (default: the "
+               "method's reference code: train for fast-at and free-at, eval otherwise).",
+    "eps_warmup_epochs": "Grow eps (and alpha) linearly from 0 over the first N epochs (0: off).",
     "channels_last": "Model and inputs in channels_last memory format.",
     "compile": "torch.compile the weight update and the attack's forward + input backward.",
     "loader": "pytorch or dali (image folders).",

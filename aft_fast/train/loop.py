@@ -102,7 +102,9 @@ def lr_setter(state: TrainState, i: int, n_batches: int):
     """Set the LR for batch `i` now; the returned `set_lr(frac)` moves it within the batch
     (Free AT's replays)."""
     def set_lr(frac: float) -> None:
-        lr = state.schedule(state.epoch + (i + frac) / n_batches)
+        t = state.epoch + (i + frac) / n_batches
+        state.method.set_progress(t)  # the ε warm-up, where the method reads ε each step
+        lr = state.schedule(t)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
 

@@ -106,19 +106,32 @@ class Method:
     needs_weights = False
     replays = 1  # weight updates per batch (Free AT)
     separate_attack = True  # perturb() is a separate pass worth timing (not natural, not Free AT)
+    # BatchNorm while the training attack runs, as in the method's reference code:
+    # MadryLab/robustness makes PGD examples in eval mode; fast_adversarial and Free AT in train.
+    bn_mode = "eval"
 
     def __init__(self, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
-                 amp: str | None = None, bn_mode: str = "eval", replays: int | None = None,
-                 compile: bool = False):
-        self.eps, self.steps, self.amp, self.bn_mode = eps, steps, amp, bn_mode
+                 amp: str | None = None, bn_mode: str | None = None, replays: int | None = None,
+                 compile: bool = False, eps_warmup_epochs: float = 0.0):
+        self.eps, self.steps, self.amp = eps, steps, amp
+        self.bn_mode = bn_mode or type(self).bn_mode
         self.compile = compile  # the attack's forward + input backward as one compiled graph
         self.alpha = self.default_alpha(eps, steps) if alpha is None else alpha
+        # ε warm-up: ε and α grow linearly from 0 over the first eps_warmup_epochs (set_progress)
+        self.eps_warmup_epochs, self.eps_target, self.alpha_target = eps_warmup_epochs, eps, self.alpha
         if replays is not None:
             if replays < 1:
                 raise OptionError("replays", f"must be >= 1, got {replays}")
             self.replays = replays
 
     default_alpha = staticmethod(default_alpha)  # Madry et al.'s 2.5·eps/steps
+
+    def set_progress(self, t: float) -> None:
+        """Training progress `t` in epochs, before every weight update: applies the ε warm-up
+        (what practitioners add where PGD AT from scratch stalls at a small budget)."""
+        if self.eps_warmup_epochs > 0:
+            f = min(1.0, max(t, 0.0) / self.eps_warmup_epochs)
+            self.eps, self.alpha = self.eps_target * f, self.alpha_target * f
 
     def attack_config(self) -> AttackConfig:
         return AttackConfig(self.eps, self.alpha, self.steps, amp=self.amp, bn_mode=self.bn_mode,
@@ -172,6 +185,7 @@ class FastAT(Method):
     """Wong et al. 2020: FGSM from a random start with α = 1.25 ε, cyclic LR."""
     name = "fast-at"
     schedule, lr = "cyclic", 0.2
+    bn_mode = "train"  # fast_adversarial calls model.train() before making its examples
 
     @staticmethod
     def default_alpha(eps, steps):
@@ -189,6 +203,7 @@ class FreeAT(Method):
     name = "free-at"
     replays = 8
     separate_attack = False  # the perturbation comes from the training backward itself
+    bn_mode = "train"  # ... so it is made in the training forward's (train) mode
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

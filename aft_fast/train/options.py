@@ -49,7 +49,8 @@ class TrainOptions:
     eval_images: int = EVAL_IMAGES  # per-epoch evaluation: at most this many images per split
     eval_full: bool = False  # per-epoch evaluation on the whole splits at PGD-EVAL_FULL_STEPS
     amp: str = "none"
-    bn_mode: str = "eval"
+    bn_mode: str | None = None  # None: the method's (its reference code's) mode
+    eps_warmup_epochs: float = 0.0  # ε (and α) grow linearly from 0 over these epochs
     channels_last: bool = False
     compile: bool = False
     loader: str = "pytorch"
@@ -77,17 +78,18 @@ class TrainOptions:
         others (OptionError naming the option). What needs the data or the weights (class
         counts, image sizes, files) is checked where they are opened."""
         for name, choices in (("method", METHOD_NAMES), ("amp", AMP_CHOICES),
-                              ("bn_mode", BN_MODES), ("loader", LOADERS),
-                              ("on_nonfinite", NONFINITE_POLICIES)):
+                              ("loader", LOADERS), ("on_nonfinite", NONFINITE_POLICIES)):
             check_choice(name, getattr(self, name), choices)
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("bn_mode", BN_MODES)):
             if getattr(self, name) is not None:  # None: the method's default
                 check_choice(name, getattr(self, name), choices)
         check_pixels("eps", self.eps)
         check_pixels("alpha", self.alpha)
         for name in ("mean", "std"):  # numbers, before any data is read
             parse_floats(name, getattr(self, name))
-        for name in ("steps", "eval_steps", "workers", "momentum", "weight_decay"):
+        for name in ("steps", "eval_steps", "workers", "momentum", "weight_decay",
+                     "eps_warmup_epochs"):
             check_at_least(name, getattr(self, name), 0)
         for name in ("batch_size", "global_batch", "eval_batch_size", "eval_max_batches",
                      "replays", "log_every",

@@ -131,6 +131,7 @@ def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.Batc
     """The method, optimizer, schedule and Trainer of the run as a TrainState; epochs; config."""
     method = make_method(opts.method, eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
                          amp=amp_name(opts.amp), bn_mode=opts.bn_mode, replays=opts.replays,
+                         eps_warmup_epochs=opts.eps_warmup_epochs,
                          compile=opts.compile)
     epochs = opts.epochs if opts.epochs is not None else method.epochs
     epochs = max(1, math.ceil(epochs / method.replays)) if opts.epochs is None else epochs
@@ -151,6 +152,7 @@ def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.Batc
     config = {**asdict(opts), "epochs": epochs, "resolved": {
         "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
         "schedule": schedule.name, "alpha": method.alpha, "replays": method.replays,
+        "bn_mode": method.bn_mode,
         "device": str(device), "world_size": dist.world_size,
         "global_batch": plan.global_batch, "batch_per_process": plan.per_process}}
     meta = dict(arch=opts.arch, num_classes=spec.num_classes, input_size=spec.image_size,
