@@ -217,3 +217,13 @@ def test_cifar_jpeg_copy_is_read_at_32_px_in_the_standard_class_order(cifar_jpeg
     assert L.spec.image_size == 32 and L.spec.augment == "small"
     x, y = next(iter(L.test))
     assert x.shape == (500, 3, 32, 32) and torch.equal(y, torch.zeros(500, dtype=torch.long))
+
+
+@needs_fashion
+def test_make_folder_from_fashion_mnist(tmp_path):
+    out = tmp_path / "fm"
+    result = CliRunner().invoke(main, ["data", "make-folder", "--from", "fashion-mnist", "--size",
+                                       "28", "--per-class", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    L = make_loaders(str(out), batch_size=20, val_size=2)
+    assert L.spec.image_size == 28 and L.test.num_samples == 20

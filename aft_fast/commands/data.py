@@ -14,7 +14,8 @@ def data_group():
 
 
 @data_group.command("make-folder")
-@click.option("--from", "source", default="mnist5k", show_default=True)
+@click.option("--from", "source", default="mnist5k", show_default=True,
+              help="mnist5k or fashion-mnist.")
 @click.option("--size", type=int, default=64, show_default=True, help="Image side in pixels.")
 @click.option("--per-class", type=int, default=None, help="At most N images per class and split.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))

@@ -1,15 +1,16 @@
-"""Write a real ImageNet-style JPEG folder from bundled data, so the folder loaders (torchvision,
-DALI) and `--data PATH` can be exercised with no download."""
+"""Write a real ImageNet-style JPEG folder from installed data (mnist5k, Fashion-MNIST), so the
+folder loaders (torchvision, DALI) and `--data PATH` can be exercised with no download."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
+from aft_fast.data.fashion_mnist import fashion_mnist
 from aft_fast.data.mnist5k import mnist5k
 from aft_fast.errors import OptionError
 
-SOURCES = ("mnist5k",)
+SOURCES = {"mnist5k": mnist5k, "fashion-mnist": fashion_mnist}
 
 
 def make_folder(out, *, source: str = "mnist5k", size: int = 64, per_class: int | None = None,
@@ -27,7 +28,7 @@ def make_folder(out, *, source: str = "mnist5k", size: int = 64, per_class: int 
         raise OptionError("out", f"{out} is not empty; choose a new folder")
     counts = {}
     for split, src in (("train", "train"), ("val", "test")):
-        images, labels = mnist5k(src)
+        images, labels = SOURCES[source](src)
         taken = {c: 0 for c in range(10)}
         for i, (img, label) in enumerate(zip(images, labels.tolist())):
             if per_class is not None and taken[label] >= per_class:
