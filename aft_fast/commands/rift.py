@@ -27,6 +27,8 @@ HELP = {
     "loader": "pytorch or dali (image folders).",
     "workers": "Loader worker processes (image folders).",
     "overwrite": "Replace this step's earlier outputs in --out.",
+    "trust_code": "The checkpoint's model is built by importing code it names (an import-path "
+                  "arch): import it.",
     "quiet": "Print only errors.",
     "rho": "MRC: the weight perturbation's radius, relative: ‖Δw‖_F ≤ rho·‖w‖_F.",
     "mrc_examples": "MRC: number of training examples (the first of the training split) made "
@@ -59,7 +61,7 @@ STEP_OPTIONS = {
     "interpolate": ("finetuned", "alphas", "tolerance", "eval_steps"),
 }
 SHARED = ("checkpoint", "data", "out", "eps", "device", "seed", "batch_size", "eval_batch_size",
-          "image_size", "loader", "workers", "overwrite", "quiet")
+          "image_size", "loader", "workers", "overwrite", "trust_code", "quiet")
 
 
 class AlphaGrid(click.ParamType):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aft_fast.rift.source import data_settings
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.run import train
 
@@ -21,16 +22,17 @@ MILESTONE = 0.5  # the LR is multiplied by GAMMA at half the run
 GAMMA = 0.1
 
 
-def finetune_options(*, checkpoint: str, arch: str, module: str, data: str, out: str | Path,
+def finetune_options(*, checkpoint: str, ckpt: dict, module: str, data: str, out: str | Path,
                      eps: float, epochs: int = 10, lr: float = 1e-3, momentum: float = 0.9,
                      weight_decay: float = 5e-4, bn_stats: str = "frozen", batch_size: int = 128,
                      eval_batch_size: int | None = None, eval_steps: int = 10,
                      image_size: int | None = None, loader: str = "pytorch", workers: int = 2,
                      device: str = "auto", seed: int = 0, overwrite: bool = False,
                      quiet: bool = False) -> TrainOptions:
-    """The training run that fine-tunes `module` of `checkpoint` (ε only sets the validation
-    attack of each epoch)."""
-    return TrainOptions(method="natural", arch=arch, data=data, out=str(out), weights=checkpoint,
+    """The training run that fine-tunes `module` of `checkpoint` (`ckpt`: its contents): the same
+    network, normalisation and data pipeline; ε only sets each epoch's validation attack."""
+    return TrainOptions(method="natural", arch=ckpt["arch"], mean=ckpt["mean"], std=ckpt["std"],
+                        data=data, out=str(out), weights=checkpoint, **data_settings(ckpt),
                         train_only=module, freeze_bn_stats=bn_stats == "frozen", epochs=epochs,
                         batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
                         optimizer="sgd", momentum=momentum, weight_decay=weight_decay,

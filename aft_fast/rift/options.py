@@ -26,6 +26,7 @@ class RiftOptions:
     loader: str = "pytorch"
     workers: int = 2
     overwrite: bool = False
+    trust_code: bool = False  # the checkpoint's arch is an import path: import that code
     quiet: bool = False
     # 1. module robust criticality
     rho: float = 0.1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aft_fast.errors import OptionError
 from aft_fast.io import write_json, write_text
-from aft_fast.models import build
+from aft_fast.models import rebuild
 from aft_fast.rift import plots
 from aft_fast.rift.finetune import finetune
 from aft_fast.rift.interpolate import choose_alpha, interpolate_state, score
@@ -45,7 +45,7 @@ def run_mrc(opts: RiftOptions) -> dict:
     refuse_to_replace([out / "mrc.json", out / "mrc.png"], opts.overwrite)
     ckpt, eps = at_checkpoint(opts)
     device = _device(opts)
-    model = load_checkpoint(opts.checkpoint, device)
+    model = load_checkpoint(opts.checkpoint, device, trust_code=opts.trust_code)
     # train_eval: a fixed, unshuffled subset of the training images (never val or test).
     loaders = loaders_for(opts, ckpt, device, train_eval_size=opts.mrc_examples)
     t0 = synced_clock(device)
@@ -96,11 +96,10 @@ def run_finetune(opts: RiftOptions) -> dict:
     out = Path(opts.out)
     ckpt, eps = at_checkpoint(opts)
     module = opts.module or least_critical(out)
-    net = build(ckpt["arch"], ckpt["num_classes"], in_channels=ckpt["in_channels"]).model
-    find_submodule(net, module, option="module")
+    find_submodule(rebuild(ckpt, trust_code=opts.trust_code).model, module, option="module")
     _say(opts, f"fine-tuning {module} of {opts.checkpoint} ({opts.epochs} epochs, lr {opts.lr:g}, "
                f"BatchNorm statistics {opts.bn_stats})")
-    summary = finetune(checkpoint=opts.checkpoint, arch=ckpt["arch"], module=module,
+    summary = finetune(checkpoint=opts.checkpoint, ckpt=ckpt, module=module,
                        data=opts.data, out=out / "finetune", eps=eps, epochs=opts.epochs,
                        lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay,
                        bn_stats=opts.bn_stats, batch_size=opts.batch_size,
@@ -124,7 +123,7 @@ def run_interpolate(opts: RiftOptions) -> dict:
         raise OptionError("finetuned", f"{ft_path} holds a {ft_ckpt['arch']}, not the "
                                        f"{at_ckpt['arch']} of {opts.checkpoint}")
     device = _device(opts)
-    model = load_checkpoint(opts.checkpoint, device)
+    model = load_checkpoint(opts.checkpoint, device, trust_code=opts.trust_code)
     loaders = loaders_for(opts, at_ckpt, device)
     alphas = sorted(set(float(a) for a in opts.alphas) | {0.0})  # the AT model: the reference
     rows = score(model, at_ckpt["model"], ft_ckpt["model"], alphas, loaders.val, eps,

@@ -38,12 +38,18 @@ def at_checkpoint(opts: RiftOptions) -> tuple[dict, float]:
     return ckpt, float(eps)
 
 
+def data_settings(ckpt: dict) -> dict:
+    """How the AT run read its data (class map, augmentation), so RiFT reads it the same way."""
+    config = ckpt.get("config") or {}
+    return {k: config[k] for k in ("class_map", "augment") if config.get(k) is not None}
+
+
 def loaders_for(opts: RiftOptions, ckpt: dict, device: torch.device, **kwargs):
     """The data's loaders, checked against the checkpoint's model (channels and classes)."""
     loaders = make_loaders(opts.data, batch_size=opts.batch_size, loader=opts.loader,
                            image_size=opts.image_size or ckpt.get("input_size"), device=device,
                            workers=opts.workers, seed=opts.seed,
-                           eval_batch_size=opts.eval_batch_size, **kwargs)
+                           eval_batch_size=opts.eval_batch_size, **data_settings(ckpt), **kwargs)
     spec = loaders.spec
     if spec.channels != ckpt["in_channels"] or spec.num_classes != ckpt["num_classes"]:
         raise OptionError("data", f"{opts.data} has {spec.channels}-channel images of "
