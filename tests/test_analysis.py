@@ -186,11 +186,12 @@ def test_embedding_command_draws_one_row_per_checkpoint(tmp_path):
                     *common)
     assert result.exit_code == 0, result.output
     scores = read_csv(tmp_path / "an" / "embedding.csv")
-    assert [(s["label"].split()[0], s["kind"]) for s in scores] == [
+    assert [(s["label"].split(":")[0], s["kind"]) for s in scores] == [
         ("natural", "clean"), ("natural", "adv"), ("aft", "clean"), ("aft", "adv")]
     assert all(-1 <= float(s["silhouette"]) <= 1 for s in scores)
     report = json.loads((tmp_path / "an" / "embedding.json").read_text())
     assert report["n"] == 128 and report["attack"]["eps"] == pytest.approx(0.1)  # aft's eps
-    # The synthetic test split has 16 images: some of the 10 classes are missing.
-    refused = invoke("embedding", nat / "last.pt", "--split", "test", "--eps", 0.1, *common)
-    assert refused.exit_code == 2 and "--split" in refused.output and "no example" in refused.output
+    # The synthetic val split has 16 images, none of classes 1, 2 and 9.
+    refused = invoke("embedding", nat / "last.pt", "--split", "val", "--eps", 0.1, *common)
+    assert refused.exit_code == 2 and "--split" in refused.output
+    assert "class(es) 1, 2, 9 have no example among the 16 images" in refused.output

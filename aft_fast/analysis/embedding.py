@@ -184,7 +184,7 @@ def plot_embeddings(panels: list[dict], class_names: list[str], path, *, title: 
                            color=cmap(c % cmap.N), label=name, rasterized=True)
             what = "clean" if kind == "clean" else f"PGD ({panel['attack']})"
             ax.set_title(f"{panel['label']}: {what}\naccuracy {100 * e['accuracy']:.1f}%, "
-                         f"silhouette {e['silhouette']:.2f}, Fisher {e['fisher_lda']:.2f}")
+                         f"silhouette {e['silhouette']:.2f}, Fisher (LDA space) {e['fisher_lda']:.2f}")
             ax.set(xlim=(lo[0] - pad[0], hi[0] + pad[0]), ylim=(lo[1] - pad[1], hi[1] + pad[1]),
                    xlabel="component 1 (LDA → PCA of the clean features, unitless)",
                    ylabel="component 2 (unitless)")
@@ -231,7 +231,7 @@ def embed_checkpoints(paths: list[str], labels: list[str] | None, *, data: str, 
           "LDA → PCA picture needs at least 3")
     panels = []
     for k, (p, c) in enumerate(zip(paths, ckpts)):
-        label = labels[k] if labels else f"{c.get('method')} ({Path(p).parent.name})"
+        label = labels[k] if labels else f"{c.get('method')}: {Path(p).parent.name}/{Path(p).name}"
         feats = collect_features(load_checkpoint(p, device), getattr(loaders, split), attack,
                                  max_images=max_images, num_classes=spec.num_classes,
                                  generator=torch.Generator().manual_seed(seed))
