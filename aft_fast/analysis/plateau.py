@@ -206,7 +206,9 @@ def plot_sweep(results: list[dict], path, *, title: str = "") -> None:
     xs = [r["plateau"] for r in steps]
     for ax, (what, get), letter in zip(axes[0], top, "abc"):
         if steps:
-            ax.plot(xs, [get(r) for r in steps], "o-", color="tab:blue", label="step-LR(i, γ)")
+            gamma = steps[0]["schedule_params"]["gamma"]
+            ax.plot(xs, [get(r) for r in steps], "o-", color="tab:blue",
+                    label=f"step-LR(i, {gamma:g})")
         if aft is not None:
             ax.axhline(get(aft), color=colors[aft["name"]], ls="--", label="AFT slow start, fast decay")
         ax.set_xlabel("plateau length i (epochs)")
@@ -218,7 +220,7 @@ def plot_sweep(results: list[dict], path, *, title: str = "") -> None:
         label = "AFT" if r["plateau"] is None else f"i = {r['plateau']:g}"
         epochs = [row["epoch"] + 1 for row in r["rows"]]
         sched = make_schedule(r["schedule"], r["lr"], r["epochs"], **(r["schedule_params"] or {}))
-        ts = [r["epochs"] * k / 400 for k in range(401)]
+        ts = [r["epochs"] * min(k / 400, 1 - 1e-6) for k in range(401)]  # the last step's LR
         axes[1, 0].plot(ts, [sched(t) for t in ts], color=colors[r["name"]], label=label)
         axes[1, 1].plot(epochs, [row["train_robust_acc"] for row in r["rows"]], "o-", ms=3,
                         color=colors[r["name"]], label=label)
@@ -229,6 +231,7 @@ def plot_sweep(results: list[dict], path, *, title: str = "") -> None:
     for ax, what, letter in ((axes[1, 1], "train robust per epoch (train subset)", "e"),
                              (axes[1, 2], "val robust per epoch (held out from train)", "f")):
         ax.set_xlabel("epoch (end of)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         percent_axis(ax, "accuracy (%)")
         ax.set_title(f"({letter}) {what}")
     for ax in axes[1]:
