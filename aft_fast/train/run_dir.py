@@ -55,6 +55,7 @@ class RunDir:
             self._clear(overwrite)
         if self.is_main:
             self._probe_write()
+            self._remove_stale_temporaries()
 
     def _clear(self, overwrite: bool) -> None:
         existing = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
@@ -75,6 +76,12 @@ class RunDir:
         except OSError as exc:
             raise OptionError("out", f"cannot write to {self.path} ({exc.strerror or exc}); "
                               "pick a writable folder") from None
+
+    def _remove_stale_temporaries(self) -> None:
+        """A run killed inside an atomic write leaves its temporary file (`.last.pt.*.tmp`)."""
+        for f in RUN_FILES:
+            for tmp in self.path.glob(f".{f}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     def check_space(self, checkpoint_bytes: int) -> None:
         """Refuse to start when the disk cannot hold the run's checkpoints."""
