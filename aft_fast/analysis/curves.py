@@ -93,17 +93,25 @@ def read_run(run_dir, label: str | None = None) -> RunCurves:
     return RunCurves(run_dir, label, split, rows, best_epoch(run_dir), s)
 
 
-def lr_curve(run: RunCurves, points: int = 400) -> tuple[list, list]:
-    """The LR over training: the whole schedule args.yaml records (x = epochs done), or, when it
-    cannot be rebuilt, the per-epoch LR metrics.jsonl records at each epoch's end."""
+def schedule_curve(name: str, lr: float, epochs: float, params: dict | None = None,
+                   end: float | None = None, points: int = 400) -> tuple[list, list]:
+    """(epochs done, LR) sampled over [0, end] (default: the whole run); the last sample sits
+    just before `end`, so it shows the LR of the last step rather than the one after it."""
     from aft_fast.train.schedules import make_schedule
 
+    sched = make_schedule(name, lr, epochs, **(params or {}))
+    end = epochs if end is None else end
+    ts = [end * min(k / points, 1 - 1e-6) for k in range(points + 1)]
+    return ts, [sched(t) for t in ts]
+
+
+def lr_curve(run: RunCurves) -> tuple[list, list]:
+    """The LR over training: the schedule args.yaml records, up to the epochs done, or, when it
+    cannot be rebuilt, the per-epoch LR metrics.jsonl records at each epoch's end."""
     s = run.settings
     try:
-        sched = make_schedule(s["schedule"], s["lr"], s["epochs"], **(s["schedule_params"] or {}))
-        end = len(run.rows)
-        ts = [end * k / points for k in range(points + 1)]
-        return ts, [sched(t) for t in ts]
+        return schedule_curve(s["schedule"], s["lr"], s["epochs"], s["schedule_params"],
+                              end=len(run.rows))
     except (TypeError, ValueError, KeyError):
         return [r["epoch"] + 1 for r in run.rows], run.column("lr")
 
@@ -172,6 +180,7 @@ def plot_curves(runs: list[RunCurves], path) -> None:
               plt.Line2D([], [], color="black", ls=":", marker="^", ms=3, label=f"{held} robust"),
               plt.Line2D([], [], color="grey", lw=3, alpha=0.35, label="learning rate"),
               plt.Line2D([], [], color="black", ls="-.", lw=1, label="best.pt epoch")]
-    ax_acc.legend(handles=styles, loc="lower right", ncol=2)
+    ax_acc.legend(handles=styles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=5,
+                  fontsize=8)
     ax_acc.xaxis.get_major_locator().set_params(integer=True)
     save_figure(fig, path)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from aft_fast.analysis.curves import best_epoch, schedule_curve
 from aft_fast.analysis.output import percent_axis, plt, save_figure
 from aft_fast.attacks import AttackConfig
 from aft_fast.errors import OptionError, check
@@ -146,8 +147,6 @@ def run_one(run: SweepRun, *, resume: bool, test_max_batches: int | None, log=pr
         train(dataclasses.replace(run.options, resume=can_resume, overwrite=not can_resume))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
             if line.strip()]
-    from aft_fast.analysis.curves import best_epoch
-
     args = yaml.safe_load((run_dir / "args.yaml").read_text())
     result = {"name": run.name, "plateau": run.plateau, "schedule": run.options.schedule,
               "schedule_params": run.options.schedule_params, "epochs": args["epochs"],
@@ -191,8 +190,6 @@ def epoch_table(results: list[dict]) -> list[dict]:
 def plot_sweep(results: list[dict], path, *, title: str = "") -> None:
     """Top row, against i: final train robust, test clean, test robust (AFT: a dashed line).
     Bottom row, per epoch: the LR, train robust and val robust of every run."""
-    from aft_fast.train.schedules import make_schedule
-
     steps = sorted((r for r in results if r["plateau"] is not None), key=lambda r: r["plateau"])
     aft = next((r for r in results if r["plateau"] is None), None)
     cmap = plt.get_cmap("viridis")
@@ -219,9 +216,8 @@ def plot_sweep(results: list[dict], path, *, title: str = "") -> None:
     for r in steps + ([aft] if aft else []):
         label = "AFT" if r["plateau"] is None else f"i = {r['plateau']:g}"
         epochs = [row["epoch"] + 1 for row in r["rows"]]
-        sched = make_schedule(r["schedule"], r["lr"], r["epochs"], **(r["schedule_params"] or {}))
-        ts = [r["epochs"] * min(k / 400, 1 - 1e-6) for k in range(401)]  # the last step's LR
-        axes[1, 0].plot(ts, [sched(t) for t in ts], color=colors[r["name"]], label=label)
+        ts, lrs = schedule_curve(r["schedule"], r["lr"], r["epochs"], r["schedule_params"])
+        axes[1, 0].plot(ts, lrs, color=colors[r["name"]], label=label)
         axes[1, 1].plot(epochs, [row["train_robust_acc"] for row in r["rows"]], "o-", ms=3,
                         color=colors[r["name"]], label=label)
         axes[1, 2].plot(epochs, [row["val_robust_acc"] for row in r["rows"]], "o-", ms=3,
