@@ -24,7 +24,8 @@ def load_config_defaults(ctx: click.Context, _param, path):
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not valid YAML ({exc})", param_hint="--config") from None
+        raise click.BadParameter(f"{path} is not valid YAML ({_yaml_problem(exc)})",
+                                 param_hint="--config") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path} must hold a YAML mapping of option: value",
                                  param_hint="--config")
@@ -36,6 +37,13 @@ def load_config_defaults(ctx: click.Context, _param, path):
                                  param_hint="--config")
     ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in data.items()}}
     return path
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What YAML found wrong and where, on one line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
 
 
 config_option = click.option(

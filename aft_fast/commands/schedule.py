@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from aft_fast.commands.common import YAML_MAPPING, json_option
+from aft_fast.errors import OptionError
 from aft_fast.io import write_json
 from aft_fast.runtime import environment
 from aft_fast.train.plots import plot_schedule
@@ -22,7 +23,12 @@ from aft_fast.train.schedules import SCHEDULES, make_schedule
 @json_option
 def schedule_command(name, epochs, lr, params, points, plot, json_path):
     """Show a learning-rate schedule (slow-start-fast-decay is AFT's)."""
-    sched = make_schedule(name, lr, epochs, **params)
+    try:
+        sched = make_schedule(name, lr, epochs, **params)
+    except OptionError as exc:  # the library names train's flag; here it is --params
+        if exc.option != "schedule_params":
+            raise
+        raise OptionError("params", exc.message) from None
     rows = [(epochs * i / (points - 1), sched(epochs * i / (points - 1))) for i in range(points)]
     for t, v in rows:
         click.echo(f"epoch {t:7.3f}  lr {v:.6g}")

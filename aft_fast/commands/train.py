@@ -5,7 +5,8 @@ import click
 
 from aft_fast.commands.common import FRACTION, config_option, json_option, options_from_dataclass
 from aft_fast.io import write_json
-from aft_fast.policy import AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, METHOD_NAMES, OPTIMIZERS
+from aft_fast.policy import (AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, METHOD_NAMES,
+                             NONFINITE_POLICIES, OPTIMIZERS)
 from aft_fast.runtime import environment
 from aft_fast.train.run import TrainOptions, train
 from aft_fast.train.schedules import SCHEDULES
@@ -44,8 +45,16 @@ HELP = {
     "alpha": "Attack step size (default: 2.5·eps/steps; Fast AT 1.25·eps; Free AT eps).",
     "steps": "PGD steps of the training attack.",
     "replays": "Free AT: replays per batch (m).",
-    "eval_steps": "PGD steps of the per-epoch validation attack.",
+    "eval_steps": "PGD steps of the per-epoch evaluation (default: 10 for adversarial methods, "
+                  "0 = clean accuracy only for natural; 20 with --eval-full).",
     "eval_max_batches": "Evaluate at most this many batches per epoch (faster).",
+    "eval_images": "Per-epoch evaluation budget: at most this many images of val and of "
+                   "train_eval.",
+    "eval_full": "Evaluate the whole val split and train_eval subset each epoch (PGD-20 unless "
+                 "--eval-steps), instead of the budget.",
+    "save_every": "Also write last.pt every N training steps (resumes mid-epoch exactly).",
+    "on_nonfinite": "A NaN/inf training loss: stop (naming the step; checkpoints keep the last "
+                    "finite weights) or skip that batch's update and count it.",
     "amp": "Mixed precision: none, bf16 or fp16.",
     "bn_mode": "BatchNorm mode during the training attack: eval or train (default: the "
                "method's reference code: train for fast-at and free-at, eval otherwise).",
@@ -57,8 +66,10 @@ HELP = {
                   "up to 64 px, else 224), synthetic data's side (default 32); (fashion-)mnist "
                   "is always 28.",
     "augment": "Folder augmentation: imagenet (random-resized crop + flip / resize + centre crop), "
-               "small (4-px padded random crop + flip / as is), none (default: small up to 64 px, "
-               "else imagenet).",
+               "small (4-px padded random crop + flip / as is), none (default: small for images "
+               "of at most 64 px, else imagenet).",
+    "train_images": "Train on a fixed subset of this many training images (the same for every "
+                    "--seed; val and test unchanged): quick runs.",
     "class_map": "Folder classes -> the pretrained model's output indices: a JSON {class: index} "
                  "file, a class-list file (one a line), or a packaged map (imagenette).",
     "check_files": "Check image files' first/last bytes before training (refuses corrupt folders).",
@@ -67,7 +78,8 @@ HELP = {
     "overwrite": "Replace a run already in --out.",
 }
 CHOICES = {"method": METHOD_NAMES, "amp": AMP_CHOICES, "bn_mode": BN_MODES, "optimizer": OPTIMIZERS,
-           "schedule": SCHEDULES, "loader": LOADERS, "augment": AUGMENTS}
+           "schedule": SCHEDULES, "loader": LOADERS, "augment": AUGMENTS,
+           "on_nonfinite": NONFINITE_POLICIES}
 
 
 @click.command("train")

@@ -15,6 +15,7 @@ the cosine rise has zero slope at both ends, which is the "smooth" start.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -78,5 +79,7 @@ def make_schedule(name: str, lr: float, epochs: float, **params) -> Schedule:
     try:
         sched(0.0)
     except TypeError as exc:
-        raise OptionError("schedule_params", f"{params} do not fit schedule {name} ({exc})") from None
+        takes = list(inspect.signature(SCHEDULES[name]).parameters)[3:]  # after t, lr, epochs
+        raise OptionError("schedule_params", f"{params} do not fit schedule {name} ({exc}); it "
+                          f"takes {', '.join(takes) or 'no parameters'}") from None
     return sched
