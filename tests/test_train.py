@@ -129,3 +129,63 @@ def test_compile_runs_the_update_through_the_compiled_module(synthetic_opts, tmp
     monkeypatch.setattr(pgd_module, "compiled_input_grad", pgd_module.input_grad)
     train(synthetic_opts(tmp_path, "run", method="pgd-at", epochs=1, compile=True))
     assert len(wrapped) == 1 and wrapped[0].calls >= 4  # one update per batch went through it
+
+
+def no_step_taken(monkeypatch):
+    """Make any training step fail the test: the error must come before the first one."""
+    from aft_fast.train.methods import Trainer
+
+    def forbidden(*args, **kw):
+        raise AssertionError("a training step ran before the error")
+
+    monkeypatch.setattr(Trainer, "update", forbidden)
+
+
+def test_unwritable_out_fails_before_any_work(synthetic_opts, tmp_path, monkeypatch):
+    no_step_taken(monkeypatch)
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(OptionError, match="cannot write to") as err:
+        train(synthetic_opts(tmp_path, "a_file/run", method="natural", epochs=1))
+    assert err.value.option == "out"
+
+
+def test_full_disk_fails_before_any_work(synthetic_opts, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    import aft_fast.train.run_dir as run_dir
+    no_step_taken(monkeypatch)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(run_dir.shutil, "disk_usage", lambda p: usage(2**30, 2**30 - 2**20, 2**20))
+    with pytest.raises(OptionError, match="1 MiB free; the run's checkpoints need about") as err:
+        train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
+    assert err.value.option == "out"
+
+
+def test_image_size_the_model_cannot_take_fails_before_any_work(synthetic_opts, tmp_path,
+                                                                monkeypatch):
+    no_step_taken(monkeypatch)
+    with pytest.raises(OptionError, match=r"small_cnn cannot take \(1, 32, 32\) images") as err:
+        train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, image_size=32))
+    assert err.value.option == "image_size"
+
+
+def test_per_epoch_evaluation_budget(synthetic_opts, tmp_path, capsys):
+    from aft_fast.train.evaluation import eval_budget
+
+    natural = eval_budget(method="natural", eps=0.1, steps=None, full=False, images=512)
+    assert natural.attack is None and "clean accuracy only" in natural.describe()
+    adversarial = eval_budget(method="aft", eps=0.1, steps=None, full=False, images=40)
+    assert adversarial.attack.steps == 10 and adversarial.attack.alpha == pytest.approx(0.025)
+
+    class Loader:
+        batch_size = 32
+    assert adversarial.batches(Loader()) == 2  # 40 images: two batches of 32
+    full = eval_budget(method="natural", eps=0.1, steps=None, full=True, images=40)
+    assert full.attack.steps == 20 and full.batches(Loader()) is None
+    # A natural run measures clean accuracy only, and its log says what it measured.
+    summary = train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, quiet=False,
+                                   eval_steps=None, eval_max_batches=None, eval_images=40))
+    assert summary["last"]["val_robust_acc"] is None
+    out = capsys.readouterr().out
+    assert "per-epoch evaluation of val and train_eval: at most 40 images each; clean accuracy " \
+           "only (--eval-full: the whole splits)" in out

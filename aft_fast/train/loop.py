@@ -90,6 +90,7 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
         if stop.requested(cfg.dist, trainer.step_index):
             preempt(state, run_dir, cfg, stop.signum)
     seconds, images_per_second = log.finish()
+    check_nonfinite(state, cfg)  # before minutes of evaluation on NaN weights
     loss_sum, correct, n = cfg.dist.sum(state.sums).tolist()
     return {"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum / max(n, 1), "train_acc": correct / max(n, 1),
