@@ -195,6 +195,8 @@ def test_timm_names_defaults_and_no_downloads(tmp_path):
         build("timm/resnet_18", 3)
     with pytest.raises(OptionError, match="only efficientnet_lite0 come with one"):
         build("timm/test_resnet", 3, weights="pretrained")  # never the Hub
+    with pytest.raises(OptionError, match="not an import path"):  # nor timm's hf-hub: names
+        build("timm/hf-hub:timm/resnet18.a1_in1k", 3)
 
 
 # --- the packaged pretrained example ---------------------------------------------------------
