@@ -120,10 +120,15 @@ def test_import_path_finds_a_module_in_the_current_folder_and_leaves_sys_path(tm
                                                                              monkeypatch):
     (tmp_path / "my_cwd_models.py").write_text(
         "import torch.nn as nn\n\ndef net(num_classes):\n    return nn.Linear(4, num_classes)\n")
+    (tmp_path / "my_broken_models.py").write_text("import not_installed_pkg_xyz\n")
     monkeypatch.chdir(tmp_path)
     before = list(sys.path)
     try:
         assert build("my_cwd_models:net", 3).model.out_features == 3
+        # The module is there but one of its own imports is not: say so, not "no module".
+        with pytest.raises(OptionError, match="importing my_broken_models failed: "
+                                              "ModuleNotFoundError.*not_installed_pkg_xyz"):
+            build("my_broken_models:net", 3)
     finally:
         sys.modules.pop("my_cwd_models", None)
     assert sys.path == before

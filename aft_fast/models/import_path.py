@@ -27,17 +27,13 @@ def split(arch: str) -> tuple[str, str]:
 
 
 def import_module(module: str, arch: str):
-    """Import `module`; from the current folder too (as `python -m` does: the `aft-fast` script
-    alone would not see a models.py next to the user), without leaving it on sys.path."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if not (exc.name and (module == exc.name or module.startswith(exc.name + "."))):
-            raise _failed(arch, module, exc) from exc  # the module exists, one of its imports not
-    except Exception as exc:  # a syntax error, an error raised at import time
-        raise _failed(arch, module, exc) from exc
+    """Import `module`, from the current folder too (as `python -m` does; the `aft-fast` script
+    alone would not see a models.py next to the user). The folder goes last on sys.path, so it
+    never shadows an installed package, and only for this import."""
     cwd = os.getcwd()
-    sys.path.insert(0, cwd)
+    added = cwd not in sys.path
+    if added:
+        sys.path.append(cwd)
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -45,11 +41,12 @@ def import_module(module: str, arch: str):
             raise OptionError("arch", f"{arch!r}: no module named {exc.name!r} on the Python path "
                               f"or in {cwd}; install the package that holds it, run from the "
                               "folder that holds it, or add that folder to PYTHONPATH") from None
-        raise _failed(arch, module, exc) from exc
-    except Exception as exc:
+        raise _failed(arch, module, exc) from exc  # the module exists, one of its imports not
+    except Exception as exc:  # a syntax error, an error raised at import time
         raise _failed(arch, module, exc) from exc
     finally:
-        sys.path.remove(cwd)
+        if added:
+            sys.path.remove(cwd)
 
 
 def _failed(arch: str, module: str, exc: Exception) -> OptionError:
