@@ -52,13 +52,15 @@ HELP = {
               "model (0) is always scored.",
     "tolerance": "Keep the most accurate α whose val robust accuracy is at least AT's minus this "
                  "fraction (0.005 = 0.5 points).",
-    "eval_steps": "PGD steps of the validation attack (fine-tune epochs and α scoring).",
+    "val_images": "Score each α on the first N val images only (rounded up to whole batches; "
+                  "default: all).",
+    "eval_steps": "PGD steps of the validation attack that scores each α.",
 }
 STEP_OPTIONS = {
     "mrc": ("rho", "mrc_examples", "mrc_steps", "mrc_batch_size", "attack_steps",
             "activation_cache"),
-    "finetune": ("module", "epochs", "lr", "momentum", "weight_decay", "bn_stats", "eval_steps"),
-    "interpolate": ("finetuned", "alphas", "tolerance", "eval_steps"),
+    "finetune": ("module", "epochs", "lr", "momentum", "weight_decay", "bn_stats"),
+    "interpolate": ("finetuned", "alphas", "tolerance", "val_images", "eval_steps"),
 }
 SHARED = ("checkpoint", "data", "out", "eps", "device", "seed", "batch_size", "eval_batch_size",
           "image_size", "loader", "workers", "overwrite", "trust_code", "quiet")

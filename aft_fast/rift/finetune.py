@@ -25,12 +25,14 @@ GAMMA = 0.1
 def finetune_options(*, checkpoint: str, ckpt: dict, module: str, data: str, out: str | Path,
                      eps: float, epochs: int = 10, lr: float = 1e-3, momentum: float = 0.9,
                      weight_decay: float = 5e-4, bn_stats: str = "frozen", batch_size: int = 128,
-                     eval_batch_size: int | None = None, eval_steps: int = 10,
+                     eval_batch_size: int | None = None,
                      image_size: int | None = None, loader: str = "pytorch", workers: int = 2,
                      device: str = "auto", seed: int = 0, overwrite: bool = False,
                      quiet: bool = False) -> TrainOptions:
     """The training run that fine-tunes `module` of `checkpoint` (`ckpt`: its contents): the same
-    network, normalisation and data pipeline; ε only sets each epoch's validation attack."""
+    network, normalisation and data pipeline. Each epoch is scored on clean val images only (the
+    criterion that picks the epoch; robustness is scored once per α in the interpolation step),
+    so ε is recorded but runs no attack here."""
     return TrainOptions(method="natural", arch=ckpt["arch"], mean=ckpt["mean"], std=ckpt["std"],
                         data=data, out=str(out), weights=checkpoint, **data_settings(ckpt),
                         train_only=module, freeze_bn_stats=bn_stats == "frozen", epochs=epochs,
@@ -38,7 +40,7 @@ def finetune_options(*, checkpoint: str, ckpt: dict, module: str, data: str, out
                         optimizer="sgd", momentum=momentum, weight_decay=weight_decay,
                         schedule="multistep",
                         schedule_params={"milestones": [MILESTONE], "gamma": GAMMA}, eps=eps,
-                        eval_steps=eval_steps, image_size=image_size, loader=loader,
+                        eval_steps=None, image_size=image_size, loader=loader,
                         workers=workers, device=device, seed=seed, overwrite=overwrite,
                         quiet=quiet)
 

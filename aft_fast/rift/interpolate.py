@@ -31,7 +31,7 @@ def interpolate_state(at: dict, ft: dict, alpha: float) -> dict:
 
 
 def score(model, at: dict, ft: dict, alphas, loader, eps: float, steps: int, seed: int = 0,
-          progress=None) -> list[dict]:
+          max_batches: int | None = None, progress=None) -> list[dict]:
     """Clean and PGD-`steps` accuracy on `loader` of the model at each α (the same attack seed for
     each, so the curve compares models, not random starts). The model's state is left at the
     last α."""
@@ -39,7 +39,8 @@ def score(model, at: dict, ft: dict, alphas, loader, eps: float, steps: int, see
     rows = []
     for alpha in alphas:
         model.model.load_state_dict(interpolate_state(at, ft, alpha))
-        acc = accuracy(model, loader, cfg=cfg, generator=torch.Generator().manual_seed(seed))
+        acc = accuracy(model, loader, cfg=cfg, max_batches=max_batches,
+                       generator=torch.Generator().manual_seed(seed))
         rows.append({"alpha": alpha, "clean_acc": acc["clean_acc"],
                      "robust_acc": acc["robust_acc"], "n": acc["n"], "seconds": acc["seconds"]})
         if progress:

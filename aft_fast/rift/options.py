@@ -46,7 +46,8 @@ class RiftOptions:
     finetuned: str | None = None  # None: OUT/finetune/best.pt
     alphas: tuple = DEFAULT_ALPHAS
     tolerance: float = 0.005
-    eval_steps: int = 10  # PGD steps of the validation attack (fine-tune epochs, α scoring)
+    val_images: int | None = None  # score each α on at most this many val images (None: all)
+    eval_steps: int = 10  # PGD steps of the validation attack that scores each α
 
     @classmethod
     def names(cls) -> set[str]:
@@ -88,8 +89,10 @@ def check(opts: RiftOptions, *steps: str) -> None:
         if bad:
             raise OptionError("alphas", f"every α must lie in [0, 1] (0 = the AT model, 1 = the "
                                         f"fine-tuned one); got {bad}")
+        if opts.val_images is not None:
+            _positive(opts, "val_images")
         if not 0 <= opts.tolerance < 1:
             raise OptionError("tolerance", f"must be in [0, 1) (a fraction: 0.005 = 0.5 "
                                            f"points), got {opts.tolerance}")
-    if "interpolate" in steps or "finetune" in steps:
+    if "interpolate" in steps:
         _positive(opts, "eval_steps")

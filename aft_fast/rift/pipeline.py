@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def run_finetune(opts: RiftOptions) -> dict:
                        data=opts.data, out=out / "finetune", eps=eps, epochs=opts.epochs,
                        lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay,
                        bn_stats=opts.bn_stats, batch_size=opts.batch_size,
-                       eval_batch_size=opts.eval_batch_size, eval_steps=opts.eval_steps,
+                       eval_batch_size=opts.eval_batch_size,
                        image_size=opts.image_size or ckpt.get("input_size"), loader=opts.loader,
                        workers=opts.workers, device=opts.device, seed=opts.seed,
                        overwrite=opts.overwrite, quiet=opts.quiet)
@@ -126,8 +127,10 @@ def run_interpolate(opts: RiftOptions) -> dict:
     model = load_checkpoint(opts.checkpoint, device, trust_code=opts.trust_code)
     loaders = loaders_for(opts, at_ckpt, device)
     alphas = sorted(set(float(a) for a in opts.alphas) | {0.0})  # the AT model: the reference
+    batches = (None if opts.val_images is None
+               else math.ceil(opts.val_images / opts.eval_batch_size))
     rows = score(model, at_ckpt["model"], ft_ckpt["model"], alphas, loaders.val, eps,
-                 opts.eval_steps, opts.seed,
+                 opts.eval_steps, opts.seed, max_batches=batches,
                  progress=lambda r: _say(opts, f"  α {r['alpha']:.2f}: val clean "
                                                f"{r['clean_acc']:.4f} robust {r['robust_acc']:.4f}"))
     reference = next(r for r in rows if r["alpha"] == 0.0)

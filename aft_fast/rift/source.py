@@ -39,9 +39,11 @@ def at_checkpoint(opts: RiftOptions) -> tuple[dict, float]:
 
 
 def data_settings(ckpt: dict) -> dict:
-    """How the AT run read its data (class map, augmentation), so RiFT reads it the same way."""
+    """How the AT run read its data (class map, augmentation, training subset), so RiFT reads
+    the same data the same way."""
     config = ckpt.get("config") or {}
-    return {k: config[k] for k in ("class_map", "augment") if config.get(k) is not None}
+    return {k: config[k] for k in ("class_map", "augment", "train_images")
+            if config.get(k) is not None}
 
 
 def loaders_for(opts: RiftOptions, ckpt: dict, device: torch.device, **kwargs):
