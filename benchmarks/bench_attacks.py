@@ -11,14 +11,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aft_fast.perf.bench import METHOD_NAMES, attack_variants, has_torchattacks, method_variants
+from aft_fast.perf.bench import attack_variants, has_torchattacks, method_variants
 from aft_fast.perf.workload import Workload, build_workload
+from aft_fast.policy import ADVERSARIAL_METHODS
 from aft_fast.runtime import pick_device
 
 DEVICE = pick_device("auto")
 WORKLOAD = Workload(arch="resnet18", image_size=32, batch=128 if DEVICE.type == "cuda" else 32,
                     steps=3, device=str(DEVICE),
-                    amp="bf16" if DEVICE.type == "cuda" else None,
+                    amp="bf16" if DEVICE.type == "cuda" else "none",
                     channels_last=DEVICE.type == "cuda")
 ATTACKS = ["floor", "engine", "plain"] + (["torchattacks"] if has_torchattacks() else [])
 
@@ -50,7 +51,7 @@ def test_pgd_attack(benchmark, built, variant):
     benchmark.pedantic(_synced(fn), warmup_rounds=1, rounds=5, iterations=1)
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("method", ADVERSARIAL_METHODS)
 def test_method_iteration(benchmark, built, method):
     """One training iteration (perturbation + weight update(s)); Free AT replays the batch m=4 times."""
     fn = method_variants(built, WORKLOAD, (method,), replays=4)[method]

@@ -6,7 +6,7 @@ from aft_fast.io import atomic_write, write_text
 
 ATTACK_LABELS = {"floor": "floor: forward + input backward (1 step)",
                  "engine": "engine: aft_fast.attacks.pgd",
-                 "plain": "plain research code (benchmarks/plain_pgd.py)",
+                 "plain": "plain research code (aft_fast/perf/plain_pgd.py)",
                  "torchattacks": "torchattacks.PGD"}
 
 
