@@ -109,10 +109,12 @@ def _divisors(n: int, limit: int = 8) -> str:
 
 
 def split_global_batch(global_batch: int, world_size: int, option: str = "global_batch") -> int:
+    """Samples per process; `option` "resume": the global batch is the run's, not the user's."""
     if global_batch % world_size:
+        fix = "" if option == "resume" else f"pass a multiple of {world_size}, or "
         raise OptionError(option, f"a global batch of {global_batch} does not split evenly over "
-                          f"{world_size} processes: pass a multiple of {world_size}, or launch "
-                          f"a number of processes that divides it ({_divisors(global_batch)}, ...)")
+                          f"{world_size} processes: {fix}launch a number of processes that "
+                          f"divides it ({_divisors(global_batch)}, ...)")
     return global_batch // world_size
 
 
