@@ -4,6 +4,7 @@ import click
 
 from aft_fast.commands.analyze import analyze_group
 from aft_fast.commands.common import Group
+from aft_fast.commands.compare import compare_command
 from aft_fast.commands.info import info
 from aft_fast.commands.bench import bench_command, profile_command
 from aft_fast.commands.bench_loader import bench_loader_command
@@ -17,7 +18,7 @@ from aft_fast.commands.train import train_command
 
 COMMANDS = [info, train_command, eval_command, schedule_command, demo_command, data_group,
             bench_loader_command, bench_command, profile_command, models_command,
-            analyze_group, rift_group]
+            analyze_group, rift_group, compare_command]
 
 
 @click.group(cls=Group,

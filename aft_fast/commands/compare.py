@@ -1,0 +1,79 @@
+"""``aft-fast compare``: Natural, PGD AT, Free AT, Fast AT, AFT (and RiFT) trained under one
+budget rule and evaluated with one protocol, written as the paper's Table 1 (markdown, JSON, a
+plot of robust accuracy against training cost). Resumable: run it again to continue."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from aft_fast.commands.common import (FRACTION, config_option, options_from_dataclass,
+                                      reports_library_errors)
+from aft_fast.compare.options import CompareOptions
+from aft_fast.compare.recipes import ALL_METHODS
+
+HELP = {
+    "data": "mnist5k, fashion-mnist, synthetic or an ImageNet-style folder.",
+    "arch": "Model architecture (small_cnn takes the MNIST-family recipes, others the CIFAR ones).",
+    "eps": "l∞ radius of training and evaluation, pixel units (8/255 accepted).",
+    "out": "Training runs, evaluation state and (unless --report) the table go here.",
+    "report": "Write table.md, table.json and robust_vs_cost.png here (default: --out).",
+    "seeds": "Seeds, comma- or space-separated: '0,1' trains and evaluates every row per seed.",
+    "methods": f"Rows, comma-separated, from {','.join(ALL_METHODS)} (rift: when aft_fast.rift "
+               "is installed).",
+    "epochs": "Budget E: epochs of data of every from-scratch method (Free AT: E/m epochs × m).",
+    "aft_epochs": "AFT's (and RiFT's) fine-tuning epochs (default round(E/8), the paper's cost "
+                  "ratio).",
+    "train_steps": "k of the PGD-k training examples of PGD AT and AFT.",
+    "replays": "Free AT's m (default 4 for small_cnn, 8 otherwise).",
+    "warmup_fraction": "PGD AT's ε warm-up, as a fraction of its epochs (0: none).",
+    "batch_size": "Training batch size.",
+    "val_images": "Per-epoch validation (model selection) on this many images (default: training's).",
+    "device": "auto, cpu, cuda or cuda:N.",
+    "eval_images": "PGD / AutoAttack / masking check on the first N test images (default: all).",
+    "pgd_steps": "Evaluation PGD steps (50).",
+    "pgd_restarts": "Evaluation PGD random restarts (5).",
+    "aa_steps": "AutoAttack APGD/FAB iterations (100 = reference).",
+    "aa_queries": "AutoAttack Square queries (5000 = reference).",
+    "aa_targets": "AutoAttack APGD-T/FAB-T target classes (9 = reference).",
+    "mask_images": "Masking check's ε sweep: the first N of the evaluated images.",
+    "eval_batch_size": "Evaluation batch size.",
+    "quiet": "Print nothing but errors.",
+}
+
+
+class Listing(click.ParamType):
+    """A list written as '0,1' or '0 1' (a YAML list from --config too)."""
+
+    name = "list"
+
+    def __init__(self, item):
+        self.item = item
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [v for v in str(value).replace(",", " ").split() if v]
+        try:
+            return tuple(self.item(v) for v in items)
+        except ValueError:
+            self.fail(f"expected a comma-separated list of {self.item.__name__}, got {value!r}",
+                      param, ctx)
+
+
+@click.command("compare")
+@config_option
+@options_from_dataclass(CompareOptions, help=HELP,
+                        types={"eps": FRACTION, "seeds": Listing(int), "methods": Listing(str)})
+@reports_library_errors
+def compare_command(**kwargs):
+    """Train and evaluate every method the same way; write the paper's Table 1 and a cost plot."""
+    from aft_fast.compare.runner import compare
+
+    for name in ("seeds", "methods"):  # defaults arrive as their text form
+        if isinstance(kwargs[name], str):
+            kwargs[name] = Listing(int if name == "seeds" else str).convert(kwargs[name], None, None)
+    command = "aft-fast compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    compare(CompareOptions(**kwargs), command=command)

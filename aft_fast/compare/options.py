@@ -1,0 +1,60 @@
+"""`CompareOptions`: every option of a method comparison, one field each (the CLI makes one
+flag per field)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from aft_fast.compare.recipes import ALL_METHODS
+from aft_fast.errors import check, check_at_least, check_pixels
+
+
+@dataclass
+class CompareOptions:
+    data: str = "mnist5k"
+    arch: str = "small_cnn"
+    eps: float = 0.3
+    out: str = "runs/compare"  # training runs, evaluation state, and (unless --report) the table
+    report: str | None = None  # where table.md / table.json / robust_vs_cost.png go (None: out)
+    seeds: tuple = (0,)
+    methods: tuple = ALL_METHODS
+    # budget (see aft_fast.compare.recipes)
+    epochs: int = 8  # E: epochs of data of every from-scratch method
+    aft_epochs: int | None = None  # A: AFT's (and RiFT's) fine-tuning epochs; None: round(E/8)
+    train_steps: int = 7  # k of PGD AT's and AFT's PGD-k training examples
+    replays: int | None = None  # Free AT's m; None: 4 for the small CNN, 8 otherwise
+    warmup_fraction: float = 0.25  # PGD AT's ε warm-up, as a fraction of its epochs
+    batch_size: int = 128
+    val_images: int | None = None  # per-epoch validation images (None: the training default)
+    device: str = "auto"
+    # the evaluation protocol (aft_fast.compare.protocol)
+    eval_images: int | None = None  # PGD / AutoAttack / masking on the first N test images
+    pgd_steps: int = 50
+    pgd_restarts: int = 5
+    aa_steps: int = 100
+    aa_queries: int = 5000
+    aa_targets: int = 9
+    mask_images: int = 500
+    eval_batch_size: int = 500
+    quiet: bool = False
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    def check(self) -> "CompareOptions":
+        check_pixels("eps", self.eps)
+        check(self.eps > 0, "eps", "must be > 0: a comparison of robust training needs a radius")
+        check(len(self.seeds) >= 1, "seeds", "give at least one seed")
+        bad = [m for m in self.methods if m not in ALL_METHODS]
+        check(not bad, "methods", f"unknown {bad}; choose from {', '.join(ALL_METHODS)}")
+        check("aft" not in self.methods or "natural" in self.methods, "methods",
+              "aft fine-tunes the Natural model: include natural")
+        check("rift" not in self.methods or "pgd-at" in self.methods, "methods",
+              "rift fine-tunes the PGD AT model: include pgd-at")
+        for name in ("epochs", "train_steps", "batch_size", "pgd_steps", "pgd_restarts",
+                     "aa_steps", "aa_queries", "aa_targets", "mask_images", "eval_batch_size",
+                     "aft_epochs", "replays", "eval_images", "val_images"):
+            check_at_least(name, getattr(self, name), 1)
+        check(0 <= self.warmup_fraction <= 1, "warmup_fraction",
+              f"must be in [0, 1], got {self.warmup_fraction}")
+        return self

@@ -1,0 +1,178 @@
+"""The comparison's outputs: table.md (the paper's Table 1 layout: clean, PGD, AutoAttack,
+adversarial-training cost; mean ± sd over seeds, then each seed), table.json (everything) and
+robust_vs_cost.png (AutoAttack accuracy against training cost)."""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from aft_fast.io import atomic_write, write_json, write_text
+
+METRICS = ("clean_acc", "pgd_acc", "autoattack_acc", "worst_case_acc")
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One entry per method (in row order): mean, sd and per-seed values of each metric."""
+    keys = list(dict.fromkeys(r["key"] for r in rows))
+    out = []
+    for key in keys:
+        rs = [r for r in rows if r["key"] == key]
+        agg = {"key": key, "label": rs[0]["label"], "parent": rs[0]["parent"],
+               "seeds": [r["seed"] for r in rs],
+               "masking_pass": sum(r["masking"]["all"] for r in rs),
+               "train_seconds": statistics.fmean(r["train_seconds"] for r in rs),
+               "passes_per_image": statistics.fmean(r["passes_per_image"] for r in rs),
+               "epochs_run": [r["epochs_run"] for r in rs],
+               "stopped_early": [r["stopped_early"] for r in rs]}
+        for m in METRICS:
+            vals = [r[m] for r in rs]
+            agg[m] = {"mean": statistics.fmean(vals),
+                      "sd": statistics.stdev(vals) if len(vals) > 1 else None, "values": vals}
+        out.append(agg)
+    return out
+
+
+def _pct(stat: dict) -> str:
+    s = f"{100 * stat['mean']:.2f}"
+    return s + (f" ± {100 * stat['sd']:.2f}" if stat["sd"] is not None else "")
+
+
+def _cost(a: dict, by_key: dict) -> str:
+    text = f"{a['passes_per_image']:g}"
+    if a["parent"] in by_key:
+        text += f" (+{by_key[a['parent']]['passes_per_image']:g} {by_key[a['parent']]['label']})"
+    return text
+
+
+def _seconds(a: dict, by_key: dict) -> str:
+    text = f"{a['train_seconds']:.0f}"
+    if a["parent"] in by_key:
+        text += f" (+{by_key[a['parent']]['train_seconds']:.0f})"
+    return text
+
+
+def markdown(doc: dict) -> str:
+    agg = aggregate(doc["rows"])
+    by_key = {a["key"]: a for a in agg}
+    p, opts, env, split = doc["protocol"], doc["options"], doc["environment"], doc["test_split"]
+    n_seeds = len(opts["seeds"])
+    pgd = f"PGD-{p['pgd_steps']}×{p['pgd_restarts']}"
+    aa = "AutoAttack" if doc["reference_autoattack"] else "AutoAttack (reduced*)"
+    head = (f"| method | starts from | clean | {pgd} | {aa} | masking check | AT passes / image "
+            f"| AT device s | epochs |\n|---|---|---:|---:|---:|---|---:|---:|---|")
+    lines = []
+    for a in agg:
+        masking = f"{a['masking_pass']}/{len(a['seeds'])} pass"
+        epochs = ", ".join(str(e) for e in a["epochs_run"])
+        if any(a["stopped_early"]):
+            epochs += " (early stop)"
+        lines.append(f"| {a['label']} | {by_key[a['parent']]['label'] if a['parent'] else 'scratch'} "
+                     f"| {_pct(a['clean_acc'])} | {_pct(a['pgd_acc'])} | {_pct(a['autoattack_acc'])} "
+                     f"| {masking} | {_cost(a, by_key)} | {_seconds(a, by_key)} | {epochs} |")
+    per_seed = ["| method | seed | clean | " + pgd + " | AutoAttack | worst of both | masking "
+                "(falls to 0 / stronger never higher / AA ≤ PGD) | passes / image | device s |",
+                "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for r in doc["rows"]:
+        m = r["masking"]
+        flags = " / ".join("pass" if m[c]["pass"] else "FAIL" for c in
+                           ("falls_to_zero", "stronger_never_higher", "autoattack_le_pgd") if c in m)
+        per_seed.append(f"| {r['label']} | {r['seed']} | {100 * r['clean_acc']:.2f} | "
+                        f"{100 * r['pgd_acc']:.2f} | {100 * r['autoattack_acc']:.2f} | "
+                        f"{100 * r['worst_case_acc']:.2f} | {flags} | {r['passes_per_image']:g} | "
+                        f"{r['train_seconds']:.0f} |")
+    n_eval = doc["rows"][0]["n"] if doc["rows"] else 0
+    reduced = "" if doc["reference_autoattack"] else (
+        f"\n\n\\* AutoAttack reduced from the reference (APGD-CE/APGD-T/FAB-T 100 iterations, 9 "
+        f"targets, Square 5,000 queries) to {p['aa_steps']} iterations, {p['aa_targets']} targets, "
+        f"{p['aa_queries']} Square queries: it is not standard AutoAttack.")
+    recipes = "\n".join(
+        f"- {r['label']}: {r['epochs']} epochs"
+        + (f", {', '.join(f'{k}={v}' for k, v in r['train'].items() if k not in ('method', 'epochs', 'eps'))}"
+           if r["train"] else "") + f". {r['source']}." for r in doc["recipes"])
+    skipped = "".join(f"\n- {s['key']} skipped: {s['reason']}." for s in doc["skipped"])
+    return f"""# {opts['data']}, {opts['arch']}, l∞ ε = {opts['eps']:g}: method comparison
+
+Command: `{doc['command']}`
+Device: {env['device']}, torch {env['torch']}, commit {env['commit']}, {doc['date_utc']} UTC.
+Seeds: {', '.join(map(str, opts['seeds']))} (mean ± sample sd over the {n_seeds} seed(s); each seed below).
+
+{head}
+{chr(10).join(lines)}
+
+Clean: all {split['count']} test images. {pgd} (α = 2.5ε/{p['pgd_steps']}, random starts), {aa}
+and the masking check: the first {n_eval} test images. All fp32, model in eval mode; an example is
+robust only if it is correct clean and attacked. AT passes / image: forward+backward passes per
+training image of the adversarial (or natural) training, counted from the recipe and the epochs
+run (see `aft_fast/compare/cost.py`); AT device s: seconds of training on this device, per-epoch
+validation excluded. AFT's (and RiFT's) figures are the fine-tuning only; the parent model's cost
+is in parentheses (and in its own row).{reduced}
+
+## Per seed
+{chr(10).join(per_seed)}
+
+Masking check (per model): accuracy under PGD-{p['mask_steps']} at ε·2^i, up to 0.5, falls to ≤ 2%
+and never rises (first {p['mask_images']} images); PGD-{p['weak_steps']} ≥ PGD-{p['pgd_steps']} ≥
+each added restart; AutoAttack ≤ PGD; tolerance {100 * p['tolerance']:g} points. Worst of both:
+robust under PGD and AutoAttack.
+
+## Budget rule and recipes
+Every from-scratch method sees the training split E = {opts['epochs']} times (Free AT: E/m epochs
+× m replays, rounded half up, ≥ 1); AFT fine-tunes the Natural model for A epochs (default
+round(E/8), ≥ 1: the paper's claim is AFT at 1/8-1/10 of PGD AT's cost), RiFT the PGD AT model
+for A epochs; their parents' cost is shown separately. Model selection: each run's best.pt,
+chosen on the validation split (robust accuracy; clean for Natural), never on test.
+{recipes}{skipped}
+
+## Test split (for an independent evaluation)
+`{split['data']}`, split `{split['split']}`, {split['count']} images; order: {split['order']}.
+PGD/AutoAttack used indices 0..{n_eval - 1}. SHA-256 of the labels tensor (int64):
+`{split['labels_sha256']}`; of the images tensor (float32 in [0, 1], N×C×H×W):
+`{split['images_sha256']}`. Checkpoints: `{opts['out']}/runs/seed<S>/<method>/best.pt`
+(`rift.pt` for RiFT); load with `aft_fast.load_checkpoint(path)`.
+"""
+
+
+def write(doc: dict, dest) -> None:
+    dest = Path(dest)
+    doc = {**doc, "summary": aggregate(doc["rows"])}
+    write_json(doc, dest / "table.json")
+    write_text(markdown(doc), dest / "table.md")
+    plot(doc, dest / "robust_vs_cost.png")
+
+
+def plot(doc: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(doc["rows"])
+    by_key = {a["key"]: a for a in agg}
+    opts = doc["options"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    markers = "osD^v<>P*"
+    aa = "AutoAttack" if doc["reference_autoattack"] else "AutoAttack (reduced)"
+    for ax, cost_key, xlabel in (
+            (axes[0], "passes_per_image", "training cost: forward+backward passes per training image"),
+            (axes[1], "train_seconds", "training cost: device seconds (this device)")):
+        for i, a in enumerate(agg):
+            rows = [r for r in doc["rows"] if r["key"] == a["key"]]
+            xs = [r[cost_key] for r in rows]
+            ys = [100 * r["autoattack_acc"] for r in rows]
+            line = ax.scatter(xs, ys, marker=markers[i % len(markers)], s=55, label=a["label"],
+                              zorder=3)
+            if a["parent"] in by_key:  # the same model with its parent's cost added
+                total = [x + by_key[a["parent"]][cost_key] for x in xs]
+                ax.scatter(total, ys, marker=markers[i % len(markers)], s=55,
+                           facecolors="none", edgecolors=line.get_facecolor(), zorder=3,
+                           label=f"{a['label']} incl. {by_key[a['parent']]['label']}")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{aa} accuracy (%)")
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{opts['data']}, {opts['arch']}, ε = {opts['eps']:g}: robust accuracy vs "
+                 f"training cost (each point one seed)", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)

@@ -1,0 +1,145 @@
+"""`compare(opts)`: train every row (each seed), evaluate every model with one protocol, write
+the table. Resumable: a finished training run or evaluation is never redone, a killed training
+run resumes from its last.pt, a killed evaluation from its last finished stage."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from aft_fast.compare import report
+from aft_fast.compare.cost import passes_per_image
+from aft_fast.compare.evaluation import evaluate_checkpoint
+from aft_fast.compare.options import CompareOptions
+from aft_fast.compare.protocol import Protocol, test_set
+from aft_fast.compare.recipes import Recipe, plan
+from aft_fast.io import write_json
+from aft_fast.runtime import environment, pick_device
+
+DONE = "compare_done.json"
+
+
+def protocol_of(opts: CompareOptions) -> Protocol:
+    return Protocol(eps=opts.eps, images=opts.eval_images, pgd_steps=opts.pgd_steps,
+                    pgd_restarts=opts.pgd_restarts, aa_steps=opts.aa_steps,
+                    aa_queries=opts.aa_queries, aa_targets=opts.aa_targets,
+                    mask_images=opts.mask_images, batch_size=opts.eval_batch_size)
+
+
+def recipes_of(opts: CompareOptions) -> list[Recipe]:
+    methods = list(opts.methods)
+    if "rift" in methods and not rift_available():
+        methods.remove("rift")
+    return plan(arch=opts.arch, eps=opts.eps, epochs=opts.epochs, train_steps=opts.train_steps,
+                replays=opts.replays, aft_epochs=opts.aft_epochs, methods=methods,
+                warmup_fraction=opts.warmup_fraction)
+
+
+def rift_available() -> bool:
+    try:
+        from aft_fast.rift import RiftOptions, rift  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compare(opts: CompareOptions, command: str | None = None) -> dict:
+    opts.check()
+    out = Path(opts.out)
+    say = (lambda s: None) if opts.quiet else (lambda s: print(s, flush=True))
+    device = pick_device(opts.device)
+    recipes = recipes_of(opts)
+    p = protocol_of(opts)
+    x, y, split = test_set(opts.data)
+    results = []
+    for seed in opts.seeds:
+        ckpts = {}
+        for r in recipes:
+            run_dir = out / "runs" / f"seed{seed}" / r.key
+            parent = ckpts.get(r.parent)
+            say(f"[seed {seed}] {r.label}: training ({r.epochs} epochs)")
+            trained = train_row(r, seed, run_dir, parent, opts)
+            ckpts[r.key] = trained["checkpoint"]
+            say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
+            scores = evaluate_checkpoint(trained["checkpoint"], x, y, p,
+                                         out / "evals" / f"seed{seed}" / f"{r.key}.pt",
+                                         device=device, say=say)
+            results.append({"seed": seed, "key": r.key, "label": r.label, "parent": r.parent,
+                            **trained, **scores})
+            say(f"[seed {seed}] {r.label}: clean {scores['clean_acc']:.4f} PGD "
+                f"{scores['pgd_acc']:.4f} AA {scores['autoattack_acc']:.4f} masking "
+                f"{'pass' if scores['masking']['all'] else 'FAIL'}")
+    skipped = [] if "rift" not in opts.methods or rift_available() else [
+        {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"}]
+    doc = {"command": command or "aft-fast compare " + " ".join(sys.argv[1:]),
+           "options": asdict(opts), "protocol": p.settings(),
+           "reference_autoattack": p.reference_autoattack, "test_split": split,
+           "recipes": [asdict(r) for r in recipes], "skipped": skipped, "rows": results,
+           "environment": environment(device),
+           "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    dest = Path(opts.report or out)
+    report.write(doc, dest)
+    say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
+    return doc
+
+
+def _read_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> dict:
+    """Train one row (or reuse the finished run); returns checkpoint, epochs run, cost."""
+    done = run_dir / DONE
+    if done.is_file():
+        return json.loads(done.read_text())
+    if r.key == "rift":
+        info = _rift_row(r, seed, run_dir, parent, opts)
+    else:
+        from aft_fast.train.options import TrainOptions
+        from aft_fast.train.run import train
+
+        resume = (run_dir / "last.pt").is_file()
+        extra = {"eval_images": opts.val_images} if opts.val_images else {}
+        topts = TrainOptions(**r.train, **extra, data=opts.data, arch=opts.arch, seed=seed,
+                             out=str(run_dir), batch_size=opts.batch_size, device=opts.device,
+                             weights=parent, resume=resume, overwrite=not resume, quiet=True,
+                             log_every=10**9)
+        train(topts)
+        rows = _read_rows(run_dir)
+        info = {"checkpoint": str(run_dir / "best.pt"), "epochs_run": len(rows),
+                "train_seconds": sum(row.get("epoch_seconds") or 0.0 for row in rows),
+                "stopped_early": next((row["guard"] for row in rows if "guard" in row), None),
+                "best_epoch": _best_epoch(run_dir)}
+    info["passes_per_image"] = passes_per_image(r.key, info["epochs_run"], steps=r.steps,
+                                                replays=r.replays)
+    write_json(info, done)
+    return info
+
+
+def _best_epoch(run_dir: Path):
+    from aft_fast.train.checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(run_dir / "best.pt").get("epoch")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _rift_row(r: Recipe, seed: int, run_dir: Path, parent: str, opts) -> dict:
+    """RiFT from the PGD AT model (not resumable inside: a killed RiFT starts again)."""
+    from aft_fast.rift import RiftOptions, rift
+
+    t0 = time.perf_counter()
+    rift(RiftOptions(checkpoint=parent, data=opts.data, out=str(run_dir), seed=seed,
+                     epochs=r.epochs, device=opts.device, batch_size=opts.batch_size,
+                     overwrite=True, quiet=True))
+    seconds = time.perf_counter() - t0
+    rows = _read_rows(run_dir / "finetune")
+    return {"checkpoint": str(run_dir / "rift.pt"), "epochs_run": len(rows) or r.epochs,
+            "train_seconds": seconds, "stopped_early": None, "best_epoch": None,
+            "seconds_note": "RiFT's whole pipeline (MRC, fine-tuning, α search), wall-clock"}

@@ -1,0 +1,137 @@
+"""`aft-fast compare`: the budget rule, the cost count, the masking check, and a tiny end-to-end
+run that writes the table, JSON and plot and, run again, redoes nothing."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from aft_fast.compare import CompareOptions, Protocol, compare
+from aft_fast.compare.cost import passes_per_epoch
+from aft_fast.compare.evaluation import evaluate_model
+from aft_fast.compare.recipes import budget, plan
+from aft_fast.errors import OptionError
+
+TINY_PROTOCOL = dict(pgd_steps=3, pgd_restarts=2, aa_steps=2, aa_queries=10, aa_targets=1,
+                     mask_images=8, eval_batch_size=64)
+
+
+def test_budget_rule_free_at_rounds_half_up_and_aft_takes_an_eighth():
+    assert budget(8, 4, None) == {"natural": 8, "pgd-at": 8, "fast-at": 8, "free-at": 2,
+                                  "aft": 1, "rift": 1}
+    assert budget(10, 4, None)["free-at"] == 3  # 2.5 -> 3: total work 12 >= 10, stated
+    assert budget(2, 8, None)["free-at"] == 1  # never below one epoch
+    assert budget(24, 8, 5)["aft"] == 5
+
+
+def test_recipes_follow_the_references():
+    rs = {r.key: r for r in plan(arch="small_cnn", eps=0.1, epochs=8, train_steps=7,
+                                 replays=None, aft_epochs=None)}
+    assert rs["fast-at"].train["bn_mode"] == "train" and rs["fast-at"].train["co_guard"]
+    assert rs["pgd-at"].train["bn_mode"] == "eval" and rs["pgd-at"].train["steps"] == 7
+    assert rs["free-at"].train["replays"] == 4 and rs["free-at"].epochs == 2
+    assert rs["aft"].parent == "natural" and rs["aft"].train["schedule"] == "slow-start-fast-decay"
+    assert rs["rift"].parent == "pgd-at"
+    cifar = {r.key: r for r in plan(arch="preact_resnet18", eps=8 / 255, epochs=16,
+                                    train_steps=7, replays=None, aft_epochs=None)}
+    assert cifar["free-at"].train["replays"] == 8 and cifar["free-at"].epochs == 2
+    assert cifar["fast-at"].train["optimizer"] == "sgd"
+
+
+def test_cost_counts_passes_per_training_image():
+    assert passes_per_epoch("natural") == 1
+    assert passes_per_epoch("pgd-at", steps=7) == 8
+    assert passes_per_epoch("fast-at") == 2
+    assert passes_per_epoch("free-at", replays=4) == 4
+
+
+def test_options_refuse_a_child_without_its_parent():
+    with pytest.raises(OptionError) as err:
+        CompareOptions(methods=("pgd-at", "aft")).check()
+    assert err.value.option == "methods"
+
+
+class Bands(nn.Module):
+    """Class k = images whose row k is brighter (0.6 on 0.4): logit k is row k's mean
+    brightness, an informative gradient everywhere (a flip needs ε > 0.1). `masked` puts a
+    zero-gradient quantiser in front: the classic gradient masking."""
+
+    def __init__(self, masked: bool = False):
+        super().__init__()
+        self.masked = masked
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x):
+        if self.masked:
+            x = torch.round(x * 255) / 255  # zero gradient almost everywhere
+        return self.scale * x.mean(dim=(1, 3))
+
+
+def _band_data(n=40):
+    y = torch.arange(n) % 10
+    x = torch.full((n, 1, 10, 10), 0.4)
+    x[torch.arange(n), 0, y] = 0.6
+    return x, y
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_masking_check_flags_a_zero_gradient_model_and_passes_a_normal_one(masked):
+    x, y = _band_data()
+    p = Protocol(eps=0.03, **{k: v for k, v in TINY_PROTOCOL.items() if k != "eval_batch_size"},
+                 weak_steps=2, mask_steps=10)
+    out = evaluate_model(Bands(masked), x, y, p)
+    assert out["clean_acc"] == 1.0 and out["pgd_acc"] == 1.0  # robust at ε = 0.03 either way
+    assert out["masking"]["falls_to_zero"]["pass"] is not masked
+    assert out["masking"]["all"] is not masked
+    sweep = {row["eps"]: row["acc"] for row in out["eps_sweep"]}
+    assert list(sweep) == [0.03, 0.06, 0.12, 0.24, 0.48, 0.5]
+    assert sweep[0.12] == (1.0 if masked else 0.0)  # the gradient finds the flip; noise cannot
+
+
+@pytest.fixture
+def tiny_test_split(small_synthetic, monkeypatch):
+    import aft_fast.data as data
+
+    real = data.make_loaders
+    monkeypatch.setattr(data, "make_loaders", lambda d, **kw: real(
+        d, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw))
+
+
+def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path, tiny_test_split,
+                                                                       monkeypatch):
+    opts = dict(data="synthetic", eps=0.1, out=str(tmp_path / "cmp"), epochs=1, train_steps=2,
+                batch_size=32, val_images=32, methods=("natural", "pgd-at", "free-at", "fast-at",
+                                                         "aft"), quiet=True, **TINY_PROTOCOL)
+    doc = compare(CompareOptions(**opts), command="test")
+    out = tmp_path / "cmp"
+    for name in ("table.md", "table.json", "robust_vs_cost.png"):
+        assert (out / name).is_file()
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert set(rows) == {"natural", "pgd-at", "free-at", "fast-at", "aft"}
+    assert rows["pgd-at"]["passes_per_image"] == 3 and rows["natural"]["passes_per_image"] == 1
+    assert all(r["autoattack_acc"] <= r["clean_acc_attacked_subset"] for r in rows.values())
+    table = (out / "table.md").read_text()
+    assert "| AFT | Natural |" in table and "masking" in table
+    assert doc["test_split"]["count"] == 16 and len(doc["test_split"]["labels_sha256"]) == 64
+
+    def refuse(*a, **k):
+        raise AssertionError("redone")
+
+    import aft_fast.compare.evaluation as evaluation
+    import aft_fast.train.run as run
+
+    monkeypatch.setattr(run, "train", refuse)
+    monkeypatch.setattr(evaluation, "pgd_survivors", refuse)
+    monkeypatch.setattr(evaluation, "autoattack_survivors", refuse)
+    again = compare(CompareOptions(**opts), command="test")
+    assert json.loads(json.dumps(again["rows"], default=str)) == \
+        json.loads(json.dumps(doc["rows"], default=str))
+
+
+def test_cli_parses_seed_lists():
+    from click.testing import CliRunner
+
+    from aft_fast.cli import main
+
+    result = CliRunner().invoke(main, ["compare", "--help"])
+    assert result.exit_code == 0 and "--seeds" in result.output and "--aa-queries" in result.output
