@@ -206,6 +206,30 @@ ROWS = [
         cli("eval", "--checkpoint", "x.pt", "--eps", "0.1", "--restarts", "0"), area="eval"),
     Row("eval --eps 4", "--eps", "did you mean 4/255?",
         cli("eval", "--checkpoint", "x.pt", "--eps", "4"), area="eval"),
+    Row("eval --aa-queries 0", "--aa-queries", "must be >= 1, got 0",
+        cli("eval", "--checkpoint", "x.pt", "--eps", "0.1", "--aa-queries", "0"), area="eval"),
+    Row("eval --max-batches 0", "--max-batches", "must be >= 1, got 0",
+        cli("eval", "--checkpoint", "x.pt", "--eps", "0.1", "--max-batches", "0"), area="eval"),
+    # ------------------------------------------------- the example, other commands
+    Row("--schedule-params 'not yaml: [' (not YAML)", "--schedule-params",
+        "expected a YAML mapping like '{every: 2, gamma: 0.5}'",
+        cli("train", "--schedule-params", "not yaml: [")),
+    Row("--config of a file that is not YAML", "--config", "is not valid YAML",
+        cli("train", "--config", "{tmp}/broken.yaml")),
+    Row("--optimizer rmsprop", "--optimizer", "'rmsprop' is not one of 'sgd', 'adam'",
+        cli("train", "--optimizer", "rmsprop")),
+    Row("--momentum -0.5", "--momentum", "must be >= 0", cli("train", "--momentum", "-0.5")),
+    Row("--eval-batch-size 0", "--eval-batch-size", "must be >= 1, got 0",
+        cli("train", "--eval-batch-size", "0")),
+    Row("bench --steps 0", "--steps", "must be >= 1, got 0", cli("bench", "--steps", "0"),
+        area="bench"),
+    Row("bench --methods pgd-at,natural", "--methods", "must be one of pgd-at, free-at, fast-at, "
+        "aft; got 'natural'", cli("bench", "--methods", "pgd-at,natural"), area="bench"),
+    Row("bench --epochs aft=0", "--epochs", "must be > 0", cli("bench", "--epochs", "aft=0"),
+        area="bench"),
+    Row("schedule cyclic --params '{every: 2}'", "--params",
+        "do not fit schedule cyclic (cyclic() got an unexpected keyword argument 'every'); it "
+        "takes peak_frac", cli("schedule", "cyclic", "--params", "{every: 2}"), area="schedule"),
     # ---------------------------------------------------------------------------- ops
     Row("torch.ops.aft_fast.pgd_step_(..., eps=-1, ...) (any op, any bad argument: 48 cases in "
         "tests/direct_op_cases.py)", "eps", "pgd_step_: eps must be a finite number >= 0, got -1",
@@ -230,6 +254,7 @@ def workdir(tmp_path: Path) -> Path:
     from aft_fast.models.weights import CHECKPOINT_FORMAT
 
     _file(tmp_path, "c.yaml", "epoch: 3\n")
+    _file(tmp_path, "broken.yaml", "eps: [0.1\n")
     _state_dict(tmp_path, "small_cnn10.pt", _small_cnn(10))
     _state_dict(tmp_path, "small_cnn5.pt", _small_cnn(5))
     (tmp_path / "empty").mkdir()
