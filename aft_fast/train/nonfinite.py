@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from aft_fast.errors import check_choice
 from aft_fast.policy import NONFINITE_POLICIES
 
 
@@ -41,9 +42,7 @@ class NonFiniteMonitor:
     """On-device record of non-finite updates: their count and the first global step."""
 
     def __init__(self, device: torch.device, policy: str = "stop"):
-        if policy not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; "
-                             f"got {policy!r}")
+        check_choice("on_nonfinite", policy, NONFINITE_POLICIES)
         self.policy, self.device = policy, device
         self.first = torch.full((), -1, dtype=torch.int64, device=device)
         self.count = torch.zeros((), dtype=torch.int64, device=device)
