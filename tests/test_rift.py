@@ -14,7 +14,7 @@ from aft_fast.models import Normalized
 from aft_fast.rift import (RiftOptions, choose_alpha, criticality, interpolate_state, rift,
                            run_finetune, run_interpolate, run_mrc)
 from aft_fast.rift.suffix import Split, trace
-from aft_fast.train import TrainOptions, load_checkpoint, train
+from aft_fast.train import TrainOptions, export_torchvision, load_checkpoint, train
 
 TINY_DATA = dict(synthetic_shape=(1, 28, 28), synthetic_size=128)
 FAST = dict(data="synthetic", device="cpu", quiet=True, mrc_examples=32, mrc_steps=3,
@@ -211,6 +211,9 @@ def test_rift_end_to_end_writes_an_ordinary_checkpoint(tmp_path, at_checkpoint):
     assert ckpt["config"]["rift"]["alpha"] == summary["alpha"]
     model = load_checkpoint(out / "rift.pt", trust_code=True)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    exported = torch.load(export_torchvision(out / "rift.pt", tmp_path / "plain.pt"),
+                          weights_only=True)
+    assert all(torch.equal(exported[k], v) for k, v in model.model.state_dict().items())
 
 
 def test_cli_runs_each_step_alone(tmp_path, at_checkpoint):

@@ -76,7 +76,9 @@ def run_mrc(opts: RiftOptions) -> dict:
               "environment": environment(device)}
     write_json(report, out / "mrc.json")
     plots.plot_mrc(rows, order, out / "mrc.png",
-                   f"MRC of {ckpt['arch']} ({opts.data}, ρ = {opts.rho:g}, {len(y)} examples)")
+                   f"Module robust criticality: {_short(ckpt['arch'])} on {opts.data}\n"
+                   f"ρ = {opts.rho:g}, {len(y)} PGD-{opts.attack_steps} training examples, "
+                   f"{opts.mrc_steps} ascent steps")
     _say(opts, f"MRC: least critical {rows[0]['module']}, most {rows[-1]['module']}; "
                f"{total:.1f}s → {out / 'mrc.json'}")
     return report
@@ -153,11 +155,17 @@ def run_interpolate(opts: RiftOptions) -> dict:
               "environment": environment(device)}
     write_json(report, out / "interpolation.json")
     plots.plot_alpha(rows, chosen, reference["robust_acc"], opts.tolerance, out / "alpha.png",
-                     f"RiFT interpolation ({at_ckpt['arch']}, {opts.data}, PGD-{opts.eval_steps})")
+                     f"RiFT interpolation: {_short(at_ckpt['arch'])} on {opts.data}\n"
+                     f"{rows[0]['n']} val images, PGD-{opts.eval_steps} at ε = {eps:.4g}")
     _say(opts, f"chose α = {chosen['alpha']:g}: val clean {chosen['clean_acc']:.4f} "
                f"(AT {reference['clean_acc']:.4f}), robust {chosen['robust_acc']:.4f} "
                f"(AT {reference['robust_acc']:.4f}) → {out / 'rift.pt'}")
     return report
+
+
+def _short(arch: str) -> str:
+    """An import-path arch by its factory's name (package.module:factory → factory)."""
+    return arch.rsplit(":", 1)[-1]
 
 
 def _plain(opts: RiftOptions) -> dict:

@@ -29,15 +29,15 @@ step() {  # step NAME COMMAND...: run it, log its wall-clock
 #    0, 0.1, ..., 1 chosen with PGD-10 on val, tolerance 0.5 points) but 1,024 val images.
 [ -f "$RUNS/rift/rift.pt" ] || step rift aft-fast rift --checkpoint "$RUNS/at/best.pt" \
     --data fashion-mnist --out "$RUNS/rift" --device cpu --val-images 1024 --trust-code
-# 3. Test split: clean + PGD-20 with 2 restarts on the first 2,000 test images; AutoAttack with
+# 3. Test split: clean + PGD-20 with 2 restarts on the first 1,000 test images; AutoAttack with
 #    reduced settings (10 iterations, 200 Square queries) on the first 250.
 for m in at rift; do
   ckpt=$RUNS/at/best.pt; [ $m = rift ] && ckpt=$RUNS/rift/rift.pt
-  step "test_pgd_$m" aft-fast eval --checkpoint "$ckpt" --data fashion-mnist --split test \
-      --attack pgd --eps $EPS --steps 20 --restarts 2 --batch-size 250 --max-batches 8 \
+  [ -f "$RUNS/test_pgd_$m.json" ] || step "test_pgd_$m" aft-fast eval --checkpoint "$ckpt" \
+      --data fashion-mnist --split test --attack pgd --eps $EPS --steps 20 --restarts 2 --batch-size 250 --max-batches 4 \
       --device cpu --trust-code --json "$RUNS/test_pgd_$m.json"
-  step "test_aa_$m" aft-fast eval --checkpoint "$ckpt" --data fashion-mnist --split test \
-      --attack autoattack --eps $EPS --aa-steps 10 --aa-queries 200 --max-batches 1 \
+  [ -f "$RUNS/test_aa_$m.json" ] || step "test_aa_$m" aft-fast eval --checkpoint "$ckpt" \
+      --data fashion-mnist --split test --attack autoattack --eps $EPS --aa-steps 10 --aa-queries 200 --max-batches 1 \
       --batch-size 250 --device cpu --trust-code --json "$RUNS/test_aa_$m.json"
 done
 cp "$RUNS"/test_*.json "$RUNS/times.txt" "$RUNS/commands.txt" "$HERE/"
