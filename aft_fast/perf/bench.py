@@ -8,8 +8,6 @@ import importlib.util
 import os
 from typing import Callable
 
-import torch
-
 from aft_fast.attacks import pgd
 from aft_fast.attacks.pgd import compiled_input_grad, input_grad
 from aft_fast.errors import check_at_least, check_choice
@@ -59,6 +57,7 @@ def method_variants(b: Built, w: Workload, methods=ADVERSARIAL_METHODS,
                     replays: int = 4) -> dict[str, Callable]:
     """One training iteration (perturbation + weight update(s)) of each method, each on its own
     copy of the same model with its own default optimizer."""
+    from aft_fast.train.options import TrainOptions
     from aft_fast.train.run import make_optimizer
 
     out = {}
@@ -70,7 +69,8 @@ def method_variants(b: Built, w: Workload, methods=ADVERSARIAL_METHODS,
             kwargs["replays"] = replays
         method = make_method(name, **kwargs)
         model = copy.deepcopy(b.model)
-        opt = make_optimizer(method.optimizer, model.parameters(), method.lr, 0.9, 5e-4)
+        opt = make_optimizer(method.optimizer, model.parameters(), method.lr,
+                             TrainOptions.momentum, TrainOptions.weight_decay)  # train's defaults
         trainer = Trainer(model, opt, w.amp, b.device)
         out[name] = (lambda m=method, t=trainer: m.step(t, b.x, b.y, lambda frac: None))
     return out
