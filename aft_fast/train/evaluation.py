@@ -38,7 +38,8 @@ class EvalBudget:
         else:
             a = self.attack
             how = f"clean + PGD-{a.steps} (eps {a.eps:.4g}, alpha {a.alpha:.4g})"
-        return f"per-epoch evaluation of val and train_eval: {size}; {how}"
+        hint = "" if self.images is None else " (--eval-full: the whole splits)"
+        return f"per-epoch evaluation of val and train_eval: {size}; {how}{hint}"
 
 
 def eval_budget(*, method: str, eps: float, steps: int | None, full: bool, images: int,

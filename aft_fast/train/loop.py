@@ -52,7 +52,7 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
         run_dir.write_rows(state.rows)  # the tables may lag behind last.pt after a kill
     else:
         save(state, run_dir, cfg)  # from the first step on, the run dir holds a resumable state
-    say(cfg.show, cfg.budget.describe() + " (--eval-full: the whole splits)")
+    say(cfg.show, cfg.budget.describe())
     with StopRequest() as stop:
         while state.epoch < cfg.epochs and not state.stopped:
             row = train_one_epoch(state, loaders.train, run_dir, cfg, stop)
