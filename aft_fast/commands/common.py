@@ -68,9 +68,9 @@ class Fraction(click.ParamType):
         if value is None or isinstance(value, float):
             return value
         try:
-            return parse_eps(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            return parse_eps(value, param.name if param is not None else "eps")
+        except OptionError as exc:
+            self.fail(exc.message, param, ctx)
 
 
 class YamlMapping(click.ParamType):
