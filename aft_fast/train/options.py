@@ -114,7 +114,7 @@ class TrainOptions:
               "BatchNorm layers frozen by --freeze-bn-stats compute no batch statistics, so there "
               "is nothing to synchronise: drop one of the two")
         check(not (self.resume and self.overwrite), "overwrite",
-              "--resume continues the run in --out, --overwrite replaces it: pass one of them")
+              "replaces the run in --out, which --resume continues: pass one of them")
 
     def _check_schedule_params(self) -> None:
         if self.schedule_params is None:
