@@ -62,6 +62,23 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(synthetic_opts, tmp_p
     assert [r["epoch"] for r in summary["rows"]] == [0, 1]
 
 
+def test_sigterm_during_evaluation_stops_at_the_epochs_checkpoint(synthetic_opts, tmp_path,
+                                                                   monkeypatch):
+    import aft_fast.train.loop as loop
+    real = loop.evaluate_epoch
+
+    def signalled(*args, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(loop, "evaluate_epoch", signalled)
+    with pytest.raises(Preempted):
+        train(synthetic_opts(tmp_path, "run", method="natural", epochs=2))
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert (ckpt["progress"]["epoch"], ckpt["progress"]["batch"], ckpt["epoch"]) == (1, 0, 0)
+    assert len(rows(tmp_path / "run")) == 1  # the epoch's row was written before stopping
+
+
 def test_cli_exits_with_130_on_sigint_and_a_second_sigint_interrupts(synthetic_opts, tmp_path,
                                                                      monkeypatch):
     from aft_fast.cli import main

@@ -58,6 +58,8 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
             row = train_one_epoch(state, loaders.train, run_dir, cfg, stop)
             row.update(evaluate_epoch(state.model, loaders, cfg.budget, cfg.dist.sum))
             end_epoch(state, {k: row[k] for k in ROW_KEYS}, run_dir, cfg)
+            if state.epoch < cfg.epochs and stop.requested(cfg.dist):  # during the evaluation
+                preempt(state, run_dir, cfg, stop.signum)
     return {"last": state.rows[-1] if state.rows else None, "best": state.best,
             "rows": state.rows}
 

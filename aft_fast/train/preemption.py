@@ -51,11 +51,12 @@ class StopRequest:
             raise KeyboardInterrupt  # asked twice: stop now
         self.signum = signum
 
-    def requested(self, dist, step: int) -> bool:
-        """Whether to stop after step `step` (all ranks give the same answer)."""
+    def requested(self, dist, step: int | None = None) -> bool:
+        """Whether to stop after step `step`, or now (`None`: every rank asks at the same point);
+        all ranks give the same answer."""
         if not dist.enabled:
             return self.signum is not None
-        if (step + 1) % AGREE_EVERY:
+        if step is not None and (step + 1) % AGREE_EVERY:
             return False
         flag = torch.tensor([float(self.signum or 0)], dtype=torch.float64)
         total = dist.sum(flag.to(_device_of(dist)))
