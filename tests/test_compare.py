@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
+import yaml
 
 from aft_fast.compare import CompareOptions, Protocol, compare
 from aft_fast.compare.cost import passes_per_epoch
@@ -97,18 +98,21 @@ def tiny_test_split(small_synthetic, monkeypatch):
         d, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw))
 
 
+@pytest.mark.slow
 def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path, tiny_test_split,
                                                                        monkeypatch):
     opts = dict(data="synthetic", eps=0.1, out=str(tmp_path / "cmp"), epochs=1, train_steps=2,
-                batch_size=32, val_images=32, methods=("natural", "pgd-at", "free-at", "fast-at",
-                                                         "aft"), quiet=True, **TINY_PROTOCOL)
+                batch_size=64, val_images=16, methods=("natural", "pgd-at", "aft"), quiet=True,
+                **TINY_PROTOCOL)
     doc = compare(CompareOptions(**opts), command="test")
     out = tmp_path / "cmp"
     for name in ("table.md", "table.json", "robust_vs_cost.png"):
         assert (out / name).is_file()
     rows = {r["key"]: r for r in doc["rows"]}
-    assert set(rows) == {"natural", "pgd-at", "free-at", "fast-at", "aft"}
+    assert set(rows) == {"natural", "pgd-at", "aft"}
     assert rows["pgd-at"]["passes_per_image"] == 3 and rows["natural"]["passes_per_image"] == 1
+    args = yaml.safe_load((out / "runs" / "seed0" / "pgd-at" / "args.yaml").read_text())
+    assert args["eps_warmup_epochs"] == 0.25 and args["resolved"]["bn_mode"] == "eval"
     assert all(r["autoattack_acc"] <= r["clean_acc_attacked_subset"] for r in rows.values())
     table = (out / "table.md").read_text()
     assert "| AFT | Natural |" in table and "masking" in table
@@ -128,10 +132,31 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
         json.loads(json.dumps(doc["rows"], default=str))
 
 
-def test_cli_parses_seed_lists():
+def test_cli_takes_seed_lists_and_records_the_command(monkeypatch):
     from click.testing import CliRunner
 
+    import aft_fast.compare.runner as runner
     from aft_fast.cli import main
 
-    result = CliRunner().invoke(main, ["compare", "--help"])
-    assert result.exit_code == 0 and "--seeds" in result.output and "--aa-queries" in result.output
+    seen = {}
+    monkeypatch.setattr(runner, "compare", lambda opts, command: seen.update(opts=opts, cmd=command))
+    result = CliRunner().invoke(main, ["compare", "--data", "mnist5k", "--eps", "8/255",
+                                       "--seeds", "0,1", "--methods", "natural,aft"])
+    assert result.exit_code == 0, result.output
+    assert seen["opts"].seeds == (0, 1) and seen["opts"].methods == ("natural", "aft")
+    assert seen["cmd"] == "aft-fast compare --data mnist5k --eps 8/255 --seeds 0,1 " \
+                         "--methods natural,aft"
+
+
+def test_method_defaults_follow_the_reference_code_and_eps_warms_up():
+    from aft_fast.train.methods import make_method
+
+    assert make_method("fast-at", eps=0.1).bn_mode == "train"  # fast_adversarial
+    assert make_method("free-at", eps=0.1).bn_mode == "train"
+    assert make_method("pgd-at", eps=0.1).bn_mode == "eval"  # MadryLab/robustness
+    assert make_method("fast-at", eps=0.1, bn_mode="eval").bn_mode == "eval"
+    m = make_method("pgd-at", eps=0.1, steps=5, eps_warmup_epochs=2)
+    m.set_progress(0.5)
+    assert m.eps == pytest.approx(0.025) and m.alpha == pytest.approx(0.0125)
+    m.set_progress(3.0)
+    assert m.eps == pytest.approx(0.1) and m.alpha == pytest.approx(0.05)

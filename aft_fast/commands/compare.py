@@ -4,12 +4,11 @@ plot of robust accuracy against training cost). Resumable: run it again to conti
 from __future__ import annotations
 
 import shlex
-import sys
 
 import click
 
 from aft_fast.commands.common import (FRACTION, config_option, options_from_dataclass,
-                                      reports_library_errors)
+                                      reports_library_errors, show_fraction)
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.recipes import ALL_METHODS
 
@@ -29,6 +28,7 @@ HELP = {
     "replays": "Free AT's m (default 4 for small_cnn, 8 otherwise).",
     "warmup_fraction": "PGD AT's ε warm-up, as a fraction of its epochs (0: none).",
     "batch_size": "Training batch size.",
+    "train_images": "Train every row on a fixed subset of N training images (CPU-sized runs).",
     "val_images": "Per-epoch validation (model selection) on this many images (default: training's).",
     "device": "auto, cpu, cuda or cuda:N.",
     "eval_images": "PGD / AutoAttack / masking check on the first N test images (default: all).",
@@ -75,5 +75,28 @@ def compare_command(**kwargs):
     for name in ("seeds", "methods"):  # defaults arrive as their text form
         if isinstance(kwargs[name], str):
             kwargs[name] = Listing(int if name == "seeds" else str).convert(kwargs[name], None, None)
-    command = "aft-fast compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    compare(CompareOptions(**kwargs), command=command)
+    compare(CompareOptions(**kwargs), command=_command_line(click.get_current_context()))
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed, rebuilt from the options given (on the command line or by a
+    --config file), so the table names the command that reproduces it whoever called it."""
+    from click.core import ParameterSource
+
+    parts = ["aft-fast", "compare"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.name not in ctx.params or source not in (ParameterSource.COMMANDLINE,
+                                                          ParameterSource.DEFAULT_MAP):
+            continue
+        value, flag = ctx.params[param.name], param.opts[0]
+        if getattr(param, "is_flag", False):
+            if value:
+                parts.append(flag)
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        elif param.type is FRACTION:
+            value = show_fraction(value)
+        parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)

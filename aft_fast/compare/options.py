@@ -24,6 +24,7 @@ class CompareOptions:
     replays: int | None = None  # Free AT's m; None: 4 for the small CNN, 8 otherwise
     warmup_fraction: float = 0.25  # PGD AT's ε warm-up, as a fraction of its epochs
     batch_size: int = 128
+    train_images: int | None = None  # a fixed subset of the training split, for every row
     val_images: int | None = None  # per-epoch validation images (None: the training default)
     device: str = "auto"
     # the evaluation protocol (aft_fast.compare.protocol)
@@ -53,7 +54,7 @@ class CompareOptions:
               "rift fine-tunes the PGD AT model: include pgd-at")
         for name in ("epochs", "train_steps", "batch_size", "pgd_steps", "pgd_restarts",
                      "aa_steps", "aa_queries", "aa_targets", "mask_images", "eval_batch_size",
-                     "aft_epochs", "replays", "eval_images", "val_images"):
+                     "aft_epochs", "replays", "eval_images", "val_images", "train_images"):
             check_at_least(name, getattr(self, name), 1)
         check(0 <= self.warmup_fraction <= 1, "warmup_fraction",
               f"must be in [0, 1], got {self.warmup_fraction}")

@@ -116,7 +116,8 @@ each added restart; AutoAttack ≤ PGD; tolerance {100 * p['tolerance']:g} point
 robust under PGD and AutoAttack.
 
 ## Budget rule and recipes
-Every from-scratch method sees the training split E = {opts['epochs']} times (Free AT: E/m epochs
+Training data: {opts['data']} training split{f", its fixed first-{opts['train_images']} subset (TrainOptions.train_images)" if opts.get('train_images') else ""}.
+Every from-scratch method sees the training data E = {opts['epochs']} times (Free AT: E/m epochs
 × m replays, rounded half up, ≥ 1); AFT fine-tunes the Natural model for A epochs (default
 round(E/8), ≥ 1: the paper's claim is AFT at 1/8-1/10 of PGD AT's cost), RiFT the PGD AT model
 for A epochs; their parents' cost is shown separately. Model selection: each run's best.pt,

@@ -53,7 +53,15 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
     recipes = recipes_of(opts)
     p = protocol_of(opts)
     x, y, split = test_set(opts.data)
-    results = []
+    skipped = [] if "rift" not in opts.methods or rift_available() else [
+        {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"}]
+    doc = {"command": command or "aft-fast compare " + " ".join(sys.argv[1:]),
+           "options": asdict(opts), "protocol": p.settings(),
+           "reference_autoattack": p.reference_autoattack, "test_split": split,
+           "recipes": [asdict(r) for r in recipes], "skipped": skipped, "rows": [],
+           "environment": environment(device)}
+    dest = Path(opts.report or out)
+    results = doc["rows"]
     for seed in opts.seeds:
         ckpts = {}
         for r in recipes:
@@ -71,16 +79,8 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
             say(f"[seed {seed}] {r.label}: clean {scores['clean_acc']:.4f} PGD "
                 f"{scores['pgd_acc']:.4f} AA {scores['autoattack_acc']:.4f} masking "
                 f"{'pass' if scores['masking']['all'] else 'FAIL'}")
-    skipped = [] if "rift" not in opts.methods or rift_available() else [
-        {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"}]
-    doc = {"command": command or "aft-fast compare " + " ".join(sys.argv[1:]),
-           "options": asdict(opts), "protocol": p.settings(),
-           "reference_autoattack": p.reference_autoattack, "test_split": split,
-           "recipes": [asdict(r) for r in recipes], "skipped": skipped, "rows": results,
-           "environment": environment(device),
-           "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
-    dest = Path(opts.report or out)
-    report.write(doc, dest)
+            doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+            report.write(doc, dest)  # after every row: a partial table if the run is cut short
     say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
     return doc
 
@@ -93,18 +93,29 @@ def _read_rows(run_dir: Path) -> list[dict]:
 
 
 def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> dict:
-    """Train one row (or reuse the finished run); returns checkpoint, epochs run, cost."""
+    """Train one row (or reuse the finished run of the same settings); returns checkpoint,
+    epochs run, cost."""
     done = run_dir / DONE
+    settings = json.loads(json.dumps({**r.train, "epochs": r.epochs, "data": opts.data,
+                                      "arch": opts.arch, "seed": seed, "parent": parent,
+                                      "batch_size": opts.batch_size,
+                                      "train_images": opts.train_images,
+                                      "val_images": opts.val_images}, default=str))
+    fresh = False
     if done.is_file():
-        return json.loads(done.read_text())
+        info = json.loads(done.read_text())
+        if info.get("settings") == settings:
+            return info
+        fresh = True  # the recipe or budget changed: train again from scratch
     if r.key == "rift":
         info = _rift_row(r, seed, run_dir, parent, opts)
     else:
         from aft_fast.train.options import TrainOptions
         from aft_fast.train.run import train
 
-        resume = (run_dir / "last.pt").is_file()
-        extra = {"eval_images": opts.val_images} if opts.val_images else {}
+        resume = not fresh and (run_dir / "last.pt").is_file() and _same_run(run_dir, settings)
+        extra = {k: v for k, v in (("eval_images", opts.val_images),
+                                   ("train_images", opts.train_images)) if v}
         topts = TrainOptions(**r.train, **extra, data=opts.data, arch=opts.arch, seed=seed,
                              out=str(run_dir), batch_size=opts.batch_size, device=opts.device,
                              weights=parent, resume=resume, overwrite=not resume, quiet=True,
@@ -117,8 +128,22 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "best_epoch": _best_epoch(run_dir)}
     info["passes_per_image"] = passes_per_image(r.key, info["epochs_run"], steps=r.steps,
                                                 replays=r.replays)
+    info["settings"] = settings
     write_json(info, done)
     return info
+
+
+def _same_run(run_dir: Path, settings: dict) -> bool:
+    """Whether the unfinished run in `run_dir` was started with these settings (its args.yaml):
+    only then is it resumed; otherwise it is trained again from scratch."""
+    import yaml
+
+    try:
+        recorded = yaml.safe_load((run_dir / "args.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    keys = [k for k in settings if k not in ("parent", "val_images")]
+    return all(recorded.get(k) == settings[k] for k in keys)
 
 
 def _best_epoch(run_dir: Path):
@@ -137,7 +162,7 @@ def _rift_row(r: Recipe, seed: int, run_dir: Path, parent: str, opts) -> dict:
     t0 = time.perf_counter()
     rift(RiftOptions(checkpoint=parent, data=opts.data, out=str(run_dir), seed=seed,
                      epochs=r.epochs, device=opts.device, batch_size=opts.batch_size,
-                     overwrite=True, quiet=True))
+                     val_images=opts.val_images, overwrite=True, quiet=True))
     seconds = time.perf_counter() - t0
     rows = _read_rows(run_dir / "finetune")
     return {"checkpoint": str(run_dir / "rift.pt"), "epochs_run": len(rows) or r.epochs,
