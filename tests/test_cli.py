@@ -155,3 +155,43 @@ def test_a_runs_args_yaml_is_a_valid_config(tmp_path):
     first = yaml.safe_load((first_dir / "args.yaml").read_text())
     again = yaml.safe_load((tmp_path / "again" / "args.yaml").read_text())
     assert {k: v for k, v in first.items() if k != "out"} == {k: v for k, v in again.items() if k != "out"}
+
+
+def test_every_command_reports_an_option_error_as_its_flag():
+    import click
+
+    from aft_fast.commands.common import Group
+    from aft_fast.errors import OptionError
+
+    @click.command("late")  # a command added later, by anyone, without a decorator
+    def late():
+        raise OptionError("batch_size", "must be >= 1, got 0")
+
+    @click.group("nested")
+    def nested():
+        pass
+
+    nested.add_command(click.command("inner")(lambda: (_ for _ in ()).throw(ValueError("plain"))))
+    group = Group("g")
+    group.add_command(late)
+    group.add_command(nested)
+    result = CliRunner().invoke(group, ["late"])
+    assert result.exit_code == 2 and "Invalid value for --batch-size: must be >= 1" in result.output
+    result = CliRunner().invoke(group, ["nested", "inner"])
+    assert result.exit_code == 2 and "Error: plain" in result.output
+
+
+def test_train_flags_are_the_options_fields_and_check_refuses_before_work():
+    from dataclasses import fields
+
+    from aft_fast.commands.train import train_command
+    from aft_fast.errors import OptionError
+    from aft_fast.train import TrainOptions
+
+    assert {f.name for f in fields(TrainOptions)} <= {p.name for p in train_command.params}
+    TrainOptions().check()  # the defaults are valid
+    for bad in (dict(eps=2), dict(eval_batch_size=0), dict(method="natural", replays=2),
+                dict(schedule="constant", schedule_params={"gamma": 0.5})):
+        with pytest.raises(OptionError) as info:
+            TrainOptions(**bad).check()
+        assert info.value.option in bad

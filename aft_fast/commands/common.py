@@ -115,8 +115,9 @@ def _click_type(name: str, kind, choices: dict, types: dict):
 def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
                            types: dict | None = None, skip: tuple[str, ...] = ()):
     """One click option per field of dataclass `cls`, in field order, named after the field
-    (``image_size`` → ``--image-size``; booleans become ``--x/--no-x`` flags). `choices` and
-    `types` override a field's click type; the dataclass's own checks validate the values."""
+    (``image_size`` → ``--image-size``; a boolean is a flag, ``--x/--no-x`` where it defaults to
+    on). `choices` and `types` override a field's click type; the dataclass's own checks validate
+    the values."""
     hints = typing.get_type_hints(cls)
 
     def decorate(fn):
