@@ -11,6 +11,7 @@ import click
 import yaml
 
 from aft_fast.errors import OptionError
+from aft_fast.evaluate import parse_eps
 
 
 def load_config_defaults(ctx: click.Context, _param, path):
@@ -57,42 +58,37 @@ device_option = click.option("--device", default="auto", show_default=True,
                              help="auto, cpu, cuda or cuda:N.")
 
 
-class Fraction(click.ParamType):
-    """A number, or a fraction as papers write ε: ``8/255``."""
+class Parsed(click.ParamType):
+    """A click type made from `parse(text, option) -> value`, which raises OptionError (its
+    message is click's error). Values already of type `ready` (a --config YAML value, a default)
+    pass as they are."""
 
-    name = "number"
+    def __init__(self, name: str, parse, ready: type | tuple = ()):
+        self.name, self.parse, self.ready = name, parse, ready
 
     def convert(self, value, param, ctx):
-        from aft_fast.evaluate import parse_eps
-
-        if value is None or isinstance(value, float):
+        if value is None or isinstance(value, self.ready):
             return value
         try:
-            return parse_eps(value, param.name if param is not None else "eps")
+            return self.parse(value, param.name if param is not None else self.name)
         except OptionError as exc:
             self.fail(exc.message, param, ctx)
 
 
-class YamlMapping(click.ParamType):
-    """A YAML mapping written inline: ``'{every: 2, gamma: 0.5}'`` (a mapping from --config too)."""
-
-    name = "mapping"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, dict):
-            return value
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            self.fail(f"expected a YAML mapping like '{{every: 2, gamma: 0.5}}', got {value!r}",
-                      param, ctx)
-        return parsed
+def parse_mapping(text: str, option: str) -> dict:
+    """A YAML mapping written inline: ``'{every: 2, gamma: 0.5}'``."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise OptionError(option, f"expected a YAML mapping like '{{every: 2, gamma: 0.5}}', got "
+                          f"{text!r}")
+    return parsed
 
 
-FRACTION = Fraction()
-YAML_MAPPING = YamlMapping()
+FRACTION = Parsed("number", parse_eps, float)  # a number, or a fraction as papers write ε: 8/255
+YAML_MAPPING = Parsed("mapping", parse_mapping, dict)
 
 
 def show_fraction(value: float) -> str:
