@@ -137,6 +137,26 @@ def _check_out(name: str, out, x: torch.Tensor, x_name: str) -> None:
         _check_tensor(name, out, x, x_name)
 
 
+def _step(op: str, names: tuple[str, str, str, str], x, grad, nat, out, eps, alpha, lo, hi):
+    """pgd_step_ and delta_step_: the same checks (under each op's own argument `names`: updated
+    tensor, gradient, clean input, optional output), then the compiled op or its reference."""
+    x_name, grad_name, nat_name, out_name = names
+    _check_tensor(x_name, x, None, "")
+    _check_tensor(grad_name, grad, x, x_name)
+    _check_tensor(nat_name, nat, x, x_name)
+    if nat.dtype != x.dtype:
+        raise TypeError(f"{nat_name} must have {x_name}'s dtype {x.dtype}, got {nat.dtype}")
+    _check_out(out_name, out, x, x_name)
+    eps_f, eps_n = _check_scalar("eps", eps, x)
+    alpha_f, alpha_n = _check_scalar("alpha", alpha, x)
+    lo, hi = _check_box(lo, hi)
+    if _use_reference():
+        getattr(reference, op)(x, grad, nat, eps if eps_n is None else eps_n,
+                               alpha if alpha_n is None else alpha_n, lo, hi, out)
+    else:
+        getattr(torch.ops.aft_fast, op)(x, grad, nat, eps_f, alpha_f, lo, hi, eps_n, alpha_n, out)
+
+
 # ------------------------------------------------------------------------------------------- ops
 def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x_nat: torch.Tensor, eps: Scalar,
               alpha: Scalar, lo: float = 0.0, hi: float = 1.0,
@@ -148,20 +168,8 @@ def pgd_step_(x_adv: torch.Tensor, grad: torch.Tensor, x_nat: torch.Tensor, eps:
     receives the same result in its own dtype (e.g. a bfloat16 copy for the next forward), so mixed
     precision costs no extra pass. Math is float32 for every storage dtype. Returns ``x_adv``.
     """
-    _check_tensor("x_adv", x_adv, None, "")
-    _check_tensor("grad", grad, x_adv, "x_adv")
-    _check_tensor("x_nat", x_nat, x_adv, "x_adv")
-    if x_nat.dtype != x_adv.dtype:
-        raise TypeError(f"x_nat must have x_adv's dtype {x_adv.dtype}, got {x_nat.dtype}")
-    _check_out("out", out, x_adv, "x_adv")
-    eps_f, eps_n = _check_scalar("eps", eps, x_adv)
-    alpha_f, alpha_n = _check_scalar("alpha", alpha, x_adv)
-    lo, hi = _check_box(lo, hi)
-    if _use_reference():
-        reference.pgd_step_(x_adv, grad, x_nat, eps if eps_n is None else eps_n,
-                            alpha if alpha_n is None else alpha_n, lo, hi, out)
-    else:
-        torch.ops.aft_fast.pgd_step_(x_adv, grad, x_nat, eps_f, alpha_f, lo, hi, eps_n, alpha_n, out)
+    _step("pgd_step_", ("x_adv", "grad", "x_nat", "out"), x_adv, grad, x_nat, out, eps, alpha,
+          lo, hi)
     return x_adv
 
 
@@ -201,20 +209,8 @@ def delta_step_(delta: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, eps: S
     ``[lo, hi]``. ``x_adv`` (optional, any float dtype) receives ``x + delta``: the next input.
     Returns ``delta``.
     """
-    _check_tensor("delta", delta, None, "")
-    _check_tensor("grad", grad, delta, "delta")
-    _check_tensor("x", x, delta, "delta")
-    if x.dtype != delta.dtype:
-        raise TypeError(f"x must have delta's dtype {delta.dtype}, got {x.dtype}")
-    _check_out("x_adv", x_adv, delta, "delta")
-    eps_f, eps_n = _check_scalar("eps", eps, delta)
-    alpha_f, alpha_n = _check_scalar("alpha", alpha, delta)
-    lo, hi = _check_box(lo, hi)
-    if _use_reference():
-        reference.delta_step_(delta, grad, x, eps if eps_n is None else eps_n,
-                              alpha if alpha_n is None else alpha_n, lo, hi, x_adv)
-    else:
-        torch.ops.aft_fast.delta_step_(delta, grad, x, eps_f, alpha_f, lo, hi, eps_n, alpha_n, x_adv)
+    _step("delta_step_", ("delta", "grad", "x", "x_adv"), delta, grad, x, x_adv, eps, alpha,
+          lo, hi)
     return delta
 
 
