@@ -83,6 +83,7 @@ def test_default_plateaus_spread_over_the_run():
     assert default_plateaus(3) == [1, 2, 3]
 
 
+@pytest.mark.slow  # four tiny runs, one interrupted and resumed
 def test_plateau_sweep_skips_finished_runs_and_resumes_killed_ones(tmp_path, monkeypatch):
     nat = tiny_run(tmp_path, "natural", method="natural", epochs=1)
     args = ["plateau", "--weights", nat / "last.pt", "--data", "synthetic", "--epochs", 2,

@@ -33,7 +33,11 @@ def run_colors(n: int) -> list:
 
 
 def save_figure(fig, path, rect=(0, 0, 1, 1)) -> Path:
-    """Lay out (within `rect`, leaving room for a figure legend) and write the PNG atomically."""
+    """Lay out (within `rect`, leaving room for a figure legend and a suptitle) and write the
+    PNG atomically."""
+    if fig.get_suptitle():
+        lines = fig.get_suptitle().count("\n") + 1
+        rect = (*rect[:3], min(rect[3], 1 - (0.05 + 0.2 * lines) / fig.get_figheight()))
     fig.tight_layout(rect=rect)
     out = atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130))
     plt.close(fig)

@@ -134,9 +134,10 @@ def plateau_command(weights, arch, data, epochs, plateaus, gamma, include_aft, o
     runs = plan_sweep(base, runs_dir, values, gamma, include_aft)
     results = run_sweep(runs, resume=resume, test_max_batches=test_max_batches, log=click.echo)
     paths = output_paths(out, name)
-    title = (f"Plateau study: {arch} on {data} fine-tuned from {Path(weights).name}, "
-             f"{optimizer} peak LR {lr:g}, {epochs} epochs, PGD-{steps} ε = {eps:.3g}; "
-             f"step-LR(i, {gamma:g}) vs AFT; evaluation PGD-{eval_steps}")
+    title = (f"Plateau study: {arch} on {data}, every run fine-tuned from {weights} with the "
+             f"same seed\n{optimizer}, peak LR {lr:g}, {epochs} epochs of PGD-{steps} at ε = "
+             f"{eps:.3g}: step-LR(i, {gamma:g}) vs AFT's slow start, fast decay; accuracies "
+             f"under PGD-{eval_steps}")
     plot_sweep(results, paths["png"], title=title)
     summary = summary_table(results)
     write_csv(summary, paths["csv"])
