@@ -9,6 +9,7 @@ the environment stamp).
 """
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from aft_fast.errors import OptionError
 
 
 def _command_line() -> str:
-    return " ".join(["aft-fast", *sys.argv[1:]])
+    return shlex.join(["aft-fast", *sys.argv[1:]])
 
 
 def _out_option(name: str):
