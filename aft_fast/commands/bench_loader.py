@@ -6,12 +6,13 @@ import click
 from aft_fast.commands.common import json_option
 from aft_fast.errors import OptionError
 from aft_fast.io import write_json
+from aft_fast.policy import LOADERS
 from aft_fast.runtime import environment, pick_device
 
 
 @click.command("bench-loader")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="ImageNet-style folder.")
-@click.option("--loader", type=click.Choice(["dali", "pytorch", "both"]), default="both", show_default=True)
+@click.option("--loader", type=click.Choice([*LOADERS, "both"]), default="both", show_default=True)
 @click.option("--image-size", type=click.IntRange(min=8), default=224, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
@@ -29,7 +30,7 @@ def bench_loader_command(data, loader, image_size, batch, epochs, threads, devic
         dev = pick_device(device)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
-    names = ["pytorch", "dali"] if loader == "both" else [loader]
+    names = list(LOADERS) if loader == "both" else [loader]  # pytorch first: the ratio's base
     load_before = load_average()
     try:
         results = bench_loaders(data, names, image_size=image_size, batch_size=batch,

@@ -2,10 +2,11 @@
 flag per field)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from aft_fast.compare.recipes import ALL_METHODS
 from aft_fast.errors import check, check_at_least, check_pixels
+from aft_fast.policy import AUTOATTACK_REFERENCE
 
 
 @dataclass
@@ -31,16 +32,12 @@ class CompareOptions:
     eval_images: int | None = None  # PGD / AutoAttack / masking on the first N test images
     pgd_steps: int = 50
     pgd_restarts: int = 5
-    aa_steps: int = 100
-    aa_queries: int = 5000
-    aa_targets: int = 9
+    aa_steps: int = AUTOATTACK_REFERENCE["steps"]
+    aa_queries: int = AUTOATTACK_REFERENCE["queries"]
+    aa_targets: int = AUTOATTACK_REFERENCE["targets"]
     mask_images: int = 500
     eval_batch_size: int = 500
     quiet: bool = False
-
-    @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
 
     def check(self) -> "CompareOptions":
         check_pixels("eps", self.eps)

