@@ -100,7 +100,7 @@ def module_criticality(model: nn.Module, name: str, x: torch.Tensor, y: torch.Te
     runner = _Runner(model, traced, name, x, y, chunk)
     w0 = weight.detach().clone()
     radius = rho * float(w0.norm())
-    step = 2.5 * radius / steps
+    step = default_alpha(radius, steps)  # PGD's rule, in weight space
     delta = torch.zeros_like(w0)
     try:
         original, worst = None, None
