@@ -69,8 +69,9 @@ def train_command(args, data: Path, k: int, run: Path) -> list[str]:
     return ["aft-fast", "train", "--method", "aft", "--arch", ARCH, "--weights", "pretrained",
             "--data", str(data), "--class-map", CLASS_MAP, "--image-size", str(args.image_size),
             "--eps", f"{k}/255", "--steps", str(args.steps), "--epochs", str(args.epochs),
-            "--batch-size", str(args.batch_size), "--eval-max-batches", "1",
-            "--eval-steps", str(args.val_steps), "--device", "cpu", "--out", str(run),
+            "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.val_batch_size),
+            "--eval-max-batches", "1", "--eval-steps", str(args.val_steps), "--device", "cpu",
+            "--out", str(run),
             "--overwrite", "--quiet", "--json", str(run / "summary.json")]
 
 
@@ -87,13 +88,15 @@ def main(argv=None) -> int:
     p.add_argument("--zip", default=str(ZIP))
     p.add_argument("--eps", default="2,4", help="radii in 1/255 units")
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--train-per-class", type=int, default=50)
-    p.add_argument("--test-per-class", type=int, default=20)
+    p.add_argument("--train-per-class", type=int, default=30)
+    p.add_argument("--test-per-class", type=int, default=5)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, default=2, help="PGD steps of the AFT training examples")
-    p.add_argument("--val-steps", type=int, default=5, help="per-epoch validation PGD steps")
+    p.add_argument("--val-steps", type=int, default=3, help="per-epoch validation PGD steps")
+    p.add_argument("--val-batch-size", type=int, default=16,
+                   help="per-epoch validation: one batch of this many images per split")
     p.add_argument("--eval-steps", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args(argv)
     if not Path(args.zip).is_file():
         print(f"{args.zip} is missing: this example needs ../shared/data/imagenette-4k.zip")
@@ -157,7 +160,7 @@ def report(r: dict) -> str:
     return f"""# EfficientNet-Lite0 (ImageNet-pretrained) made robust with AFT on imagenette-4k
 
 Command: `{r['command']}`
-Device: {env['device']} ({env['cpu_threads']} threads), torch {env['torch']}, commit
+Device: {env['device']}, torch {env['torch']}, commit
 {env['commit']}; machine load average (1/5/15 min) {r['load_average_start']} at the start,
 {r['load_average_end']} at the end (the 2 cores were shared with other jobs: the seconds are
 rough). Total {r['total_seconds'] / 60:.1f} min.
@@ -171,7 +174,8 @@ model scores less at this size before any fine-tuning), {s['train_per_class']} o
 training images per class (the loader holds out a validation split from them), the first
 {s['test_per_class']} of the 100 test images (`val/`) per class = {r['test_images']} test images,
 {s['epochs']} AFT epochs (Adam, slow start + fast decay, the method's defaults) on PGD-{s['steps']}
-examples; per-epoch validation on one batch with PGD-{s['val_steps']}. Evaluation: PGD-{s['eval_steps']},
+examples, batch {s['batch_size']}; per-epoch validation on one batch of {s['val_batch_size']} with
+PGD-{s['val_steps']}. Evaluation: PGD-{s['eval_steps']},
 step 2.5·eps/{s['eval_steps']}, one random start, fp32, eval mode, of the pretrained model and of
 `last.pt`, on the same {r['test_images']} test images. AFT wall-clock: the whole `aft-fast train`
 process (start-up, data, per-epoch validation and checkpoints included).
