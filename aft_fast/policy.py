@@ -22,10 +22,14 @@ METHOD_NAMES = ("natural", "pgd-at", "free-at", "fast-at", "aft")
 ADVERSARIAL_METHODS = ("pgd-at", "free-at", "fast-at", "aft")
 # What a training run does with a NaN/inf loss (aft_fast.train.nonfinite).
 NONFINITE_POLICIES = ("stop", "skip")
-# Per-epoch evaluation budget (aft_fast.train.evaluation): at most this many images of each of
-# val and train_eval, PGD with this many steps for adversarial methods (clean only for natural
-# runs unless --eval-steps asks); --eval-full lifts the cap and runs EVAL_FULL_STEPS.
+# Per-epoch evaluation budget (aft_fast.train.evaluation): of each of val and train_eval, at most
+# EVAL_IMAGES images and EVAL_TRAIN_SHARE of the training split (but EVAL_MIN_IMAGES at least),
+# so the two cost about a tenth of an epoch or less; PGD with EVAL_STEPS steps for adversarial
+# methods (clean only for natural runs unless --eval-steps asks); --eval-full lifts the cap and
+# runs EVAL_FULL_STEPS.
 EVAL_IMAGES = 512
+EVAL_MIN_IMAGES = 128
+EVAL_TRAIN_SHARE = 0.05
 EVAL_STEPS = 10
 EVAL_FULL_STEPS = 20
 # Exit status of a run stopped by SIGTERM/SIGINT after writing a resumable last.pt: 128 + the

@@ -182,6 +182,12 @@ def test_per_epoch_evaluation_budget(synthetic_opts, tmp_path, capsys):
     assert adversarial.batches(Loader()) == 2  # 40 images: two batches of 32
     full = eval_budget(method="natural", eps=0.1, steps=None, full=True, images=40)
     assert full.attack.steps == 20 and full.batches(Loader()) is None
+    # The default cap: 512 images, at most 5% of the training split, at least 128.
+    for train_size, images in [(None, 512), (10**6, 512), (3500, 175), (1000, 128)]:
+        assert eval_budget(method="aft", eps=0.1, steps=None, full=False, images=None,
+                           train_size=train_size).images == images
+    shared = eval_budget(method="aft", eps=0.1, steps=None, full=False, images=512, world_size=4)
+    assert shared.batches(Loader()) == 4  # 128 images on each of 4 ranks
     # A natural run measures clean accuracy only, and its log says what it measured.
     summary = train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, quiet=False,
                                    eval_steps=None, eval_max_batches=None, eval_images=40))

@@ -48,8 +48,8 @@ HELP = {
     "eval_steps": "PGD steps of the per-epoch evaluation (default: 10 for adversarial methods, "
                   "0 = clean accuracy only for natural; 20 with --eval-full).",
     "eval_max_batches": "Evaluate at most this many batches per epoch (faster).",
-    "eval_images": "Per-epoch evaluation budget: at most this many images of val and of "
-                   "train_eval.",
+    "eval_images": "Per-epoch evaluation: at most this many images of val and of train_eval "
+                   "(default: 512, at most 5% of the training split, at least 128).",
     "eval_full": "Evaluate the whole val split and train_eval subset each epoch (PGD-20 unless "
                  "--eval-steps), instead of the budget.",
     "save_every": "Also write last.pt every N training steps (resumes mid-epoch exactly).",

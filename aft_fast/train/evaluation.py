@@ -1,9 +1,11 @@
 """The per-epoch evaluation and its budget.
 
-By default each epoch measures at most `policy.EVAL_IMAGES` images of `val` and of the fixed
-`train_eval` subset, with PGD-`policy.EVAL_STEPS` for adversarial methods and clean accuracy
-only for natural runs (whose PGD accuracy is ~0 and costs many times their training): a small
-share of a training epoch. `--eval-steps N` asks for PGD-N for any method, `--eval-steps 0` for
+By default each epoch measures, of `val` and of the fixed `train_eval` subset each, at most
+`policy.EVAL_IMAGES` images and `policy.EVAL_TRAIN_SHARE` of the training split (at least
+`policy.EVAL_MIN_IMAGES`), with PGD-`policy.EVAL_STEPS` for adversarial methods and clean
+accuracy only for natural runs (whose PGD accuracy is ~0 and costs many times their training):
+about a tenth of a training epoch or less (an image of PGD-10 evaluation costs about what an
+image of PGD-10 training does). `--eval-images N` sets the cap. `--eval-steps N` asks for PGD-N for any method, `--eval-steps 0` for
 clean accuracy only, `--eval-full` for the whole splits with PGD-`policy.EVAL_FULL_STEPS`.
 The run's log states the budget; the final model is evaluated in full by `aft-fast eval`.
 """
@@ -14,19 +16,23 @@ from dataclasses import dataclass
 
 from aft_fast.attacks import AttackConfig
 from aft_fast.evaluate import accuracy
-from aft_fast.policy import EVAL_FULL_STEPS, EVAL_STEPS, default_alpha
+from aft_fast.policy import (EVAL_FULL_STEPS, EVAL_IMAGES, EVAL_MIN_IMAGES, EVAL_STEPS,
+                             EVAL_TRAIN_SHARE, default_alpha)
 
 
 @dataclass(frozen=True)
 class EvalBudget:
     attack: AttackConfig | None  # None: clean accuracy only
-    images: int | None  # at most this many images per split; None: all
+    images: int | None  # at most this many images per split (all ranks together); None: all
     max_batches: int | None = None  # a cap in batches (--eval-max-batches), on top of `images`
+    world_size: int = 1  # the ranks share the images
 
     def batches(self, loader) -> int | None:
+        """The batches of `loader` (this rank's shard) that the budget allows."""
         caps = [self.max_batches]
         if self.images is not None:
-            caps.append(math.ceil(self.images / getattr(loader, "batch_size", 1)))
+            per_rank = math.ceil(self.images / self.world_size)
+            caps.append(math.ceil(per_rank / getattr(loader, "batch_size", 1)))
         caps = [c for c in caps if c is not None]
         return min(caps) if caps else None
 
@@ -42,13 +48,17 @@ class EvalBudget:
         return f"per-epoch evaluation of val and train_eval: {size}; {how}{hint}"
 
 
-def eval_budget(*, method: str, eps: float, steps: int | None, full: bool, images: int,
-                max_batches: int | None = None) -> EvalBudget:
+def eval_budget(*, method: str, eps: float, steps: int | None, full: bool, images: int | None,
+                train_size: int | None = None, max_batches: int | None = None,
+                world_size: int = 1) -> EvalBudget:
     """The budget the options ask for (see the module docstring)."""
     if steps is None:
         steps = EVAL_FULL_STEPS if full else (0 if method == "natural" else EVAL_STEPS)
     attack = AttackConfig(eps, default_alpha(eps, steps), steps) if steps > 0 and eps > 0 else None
-    return EvalBudget(attack, None if full else images, max_batches)
+    if images is None:
+        share = int(EVAL_TRAIN_SHARE * train_size) if train_size else EVAL_IMAGES
+        images = min(EVAL_IMAGES, max(EVAL_MIN_IMAGES, share))
+    return EvalBudget(attack, None if full else images, max_batches, world_size)
 
 
 def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None) -> dict:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 
 from aft_fast.errors import check, check_at_least, check_choice, check_pixels
 from aft_fast.models.normalize import parse_floats
-from aft_fast.policy import (AMP_CHOICES, BN_MODES, EVAL_IMAGES, LOADERS, METHOD_NAMES,
-                             NONFINITE_POLICIES, OPTIMIZERS)
+from aft_fast.policy import (AMP_CHOICES, BN_MODES, LOADERS, METHOD_NAMES, NONFINITE_POLICIES,
+                             OPTIMIZERS)
 from aft_fast.train.methods import METHODS
 from aft_fast.train.schedules import SCHEDULES, make_schedule
 
@@ -45,7 +45,7 @@ class TrainOptions:
     replays: int | None = None
     eval_steps: int | None = None  # None: policy.EVAL_STEPS (adversarial), clean only (natural)
     eval_max_batches: int | None = None
-    eval_images: int = EVAL_IMAGES  # per-epoch evaluation: at most this many images per split
+    eval_images: int | None = None  # per-epoch evaluation: images per split (None: the budget)
     eval_full: bool = False  # per-epoch evaluation on the whole splits at PGD-EVAL_FULL_STEPS
     amp: str = "none"
     bn_mode: str | None = None  # None: the method's (its reference code's) mode

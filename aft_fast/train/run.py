@@ -82,12 +82,13 @@ def _train(opts: TrainOptions, dist, device) -> dict:
     config["resolved"]["augment"] = loaders.spec.augment
     if opts.co_guard:
         state.guard = COGuard(first_batch, guard_attack(opts))
-    run_dir.check_space(checkpoint_bytes(model, state.optimizer))
-    run_dir.start(config, state.schedule)
     budget = eval_budget(method=opts.method, eps=opts.eps, steps=opts.eval_steps,
                          full=opts.eval_full, images=opts.eval_images,
-                         max_batches=opts.eval_max_batches)
+                         train_size=loaders.spec.train_size, max_batches=opts.eval_max_batches,
+                         world_size=dist.world_size)
     config["resolved"]["eval"] = budget.describe()
+    run_dir.check_space(checkpoint_bytes(model, state.optimizer))
+    run_dir.start(config, state.schedule)
     loop = LoopConfig(int(math.ceil(epochs)), budget, save_every=opts.save_every,
                       log_every=opts.log_every, quiet=opts.quiet, dist=dist)
     summary = fit(state, loaders, run_dir, loop, resume=opts.resume)

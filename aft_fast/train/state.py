@@ -19,7 +19,7 @@ from aft_fast.train.methods import Method, Trainer
 @dataclass
 class TrainState:
     method: Method
-    model: torch.nn.Module  # Normalized: the weights (`model.model`) and the attacks' network
+    model: torch.nn.Module  # Normalized (unwrapped): what evaluation and checkpoints read
     trainer: Trainer  # the optimizer, the GradScaler and the non-finite record
     schedule: object
     meta: dict  # arch, num_classes, input_size, method, config: what rebuilds the model
