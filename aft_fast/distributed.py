@@ -139,7 +139,7 @@ def plan_batch(opts, d: Dist) -> BatchPlan:
         if wanted is None:
             return BatchPlan(opts.batch_size, opts.batch_size * d.world_size, **common)
         return BatchPlan(split_global_batch(wanted, d.world_size), wanted, **common)
-    from aft_fast.train.checkpoint import read_checkpoint
+    from aft_fast.models.weights import read_checkpoint
 
     ckpt = read_checkpoint(last, "resume")
     global_batch, world, sync_bn = recorded_batch(ckpt.get("config") or {})

@@ -9,6 +9,7 @@ import subprocess
 import torch
 
 from aft_fast.errors import OptionError, check
+from aft_fast.policy import VERSION
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -50,14 +51,14 @@ def device_name(device: torch.device | str) -> str:
 
 def environment(device: torch.device | str = "cpu") -> dict:
     """The stamp written into every JSON result."""
-    from aft_fast import __version__, ops
+    from aft_fast import ops
 
     return {
         "device": device_name(device),
         "device_type": torch.device(device).type,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "aft_fast": __version__,
+        "aft_fast": VERSION,
         "compiled_ops": ops.has_compiled_ops(),
         "commit": git_commit(),
         "python": platform.python_version(),

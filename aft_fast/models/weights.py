@@ -10,6 +10,7 @@ import torch.nn as nn
 from aft_fast.errors import OptionError
 
 CHECKPOINT_FORMAT = "aft_fast.checkpoint/1"
+FORMAT_PREFIX = CHECKPOINT_FORMAT.rsplit("/", 1)[0] + "/"  # any version of the format
 PACKAGED_WEIGHTS = "pretrained"  # --weights pretrained: the file a packaged example ships
 HEAD_PREFIXES = ("fc.", "classifier.", "head.", "heads.")
 # Dicts that hold a state_dict (training scripts, timm, Lightning-style checkpoints).
@@ -17,6 +18,25 @@ WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 # What DDP (module.) and torch.compile (_orig_mod.) put in front of every key, in any nesting.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 SHOW = 5  # mismatching keys named in an error
+
+
+def read_checkpoint(path, option: str = "checkpoint") -> dict:
+    """The checkpoint dict in `path` (on CPU); an OptionError naming `option` for a missing,
+    torn, foreign or newer-format file."""
+    if not os.path.isfile(path):
+        raise OptionError(option, f"{path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torn or not a torch file: say which file, not a pickle trace
+        raise OptionError(option, f"{path} cannot be read as a checkpoint ({exc})") from None
+    kind = ckpt.get("format", "") if isinstance(ckpt, dict) else ""
+    if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) and kind != CHECKPOINT_FORMAT:
+        raise OptionError(option, f"{path} has format {kind!r}, this aft_fast reads "
+                          f"{CHECKPOINT_FORMAT!r}: upgrade aft_fast to load it")
+    if kind != CHECKPOINT_FORMAT:
+        raise OptionError(option, f"{path}: not an aft_fast checkpoint (for a plain state_dict "
+                          "use --weights with --arch)")
+    return ckpt
 
 
 def _load(path: str):

@@ -14,19 +14,15 @@ Written atomically (temporary file + rename): a killed run leaves the previous c
 """
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from aft_fast.errors import OptionError
 from aft_fast.io import save_torch
 from aft_fast.models import rebuild, unwrap
-from aft_fast.models.weights import CHECKPOINT_FORMAT
-
-FORMAT_PREFIX = CHECKPOINT_FORMAT.rsplit("/", 1)[0] + "/"
+from aft_fast.models.weights import CHECKPOINT_FORMAT, read_checkpoint
 
 
 def rng_state() -> dict:
@@ -71,25 +67,6 @@ def save_checkpoint(path, *, model, arch, num_classes, input_size, method, confi
                 rng=rng_state(), metrics=metrics or {}, best=best, method_state=method_state or {},
                 progress=progress)
     return save_torch(ckpt, path)
-
-
-def read_checkpoint(path, option: str = "checkpoint") -> dict:
-    """The checkpoint dict in `path` (on CPU); an OptionError naming `option` for a missing,
-    torn, foreign or newer-format file."""
-    if not os.path.isfile(path):
-        raise OptionError(option, f"{path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torn or not a torch file: say which file, not a pickle trace
-        raise OptionError(option, f"{path} cannot be read as a checkpoint ({exc})") from None
-    kind = ckpt.get("format", "") if isinstance(ckpt, dict) else ""
-    if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) and kind != CHECKPOINT_FORMAT:
-        raise OptionError(option, f"{path} has format {kind!r}, this aft_fast reads "
-                          f"{CHECKPOINT_FORMAT!r}: upgrade aft_fast to load it")
-    if kind != CHECKPOINT_FORMAT:
-        raise OptionError(option, f"{path}: not an aft_fast checkpoint (for a plain state_dict "
-                          "use --weights with --arch)")
-    return ckpt
 
 
 def load_checkpoint(path, device="cpu", *, trust_code: bool = False) -> nn.Module:
