@@ -12,6 +12,7 @@ import click
 
 from aft_fast.commands.common import json_option
 from aft_fast.io import write_json
+from aft_fast.perf.loader_bench import load_average
 from aft_fast.runtime import environment, pick_device
 from aft_fast.train import TrainOptions
 from aft_fast.train.experiments import evaluate_checkpoint, markdown_table, train_timed
@@ -42,7 +43,7 @@ EVAL_BATCH = 250  # evaluate_checkpoint's batch: the test images are whole batch
 def demo_command(out, data, eps, train_images, pretrain_epochs, pretrain_lr, aft_epochs, steps,
                  test_images, device, json_path):
     """Natural pretraining, then AFT, then clean and PGD-20 accuracy before and after."""
-    start, out = time.perf_counter(), Path(out)
+    start, out, load_before = time.perf_counter(), Path(out), load_average()
     common = dict(arch="small_cnn", data=data, eps=eps, train_images=train_images, device=device,
                   overwrite=True, eval_images=EVAL_BATCH, log_every=10**9, quiet=True)
     click.echo(f"1/3 natural pretraining: small_cnn, {train_images} {data} training images, "
@@ -66,7 +67,8 @@ def demo_command(out, data, eps, train_images, pretrain_epochs, pretrain_lr, aft
     total = time.perf_counter() - start
     click.echo(f"demo wall-clock: {total:.0f} s (training s excludes per-epoch evaluation)")
     if json_path:
-        write_json({"rows": rows, "total_s": total, "settings": {
+        write_json({"rows": rows, "total_s": total, "load_average": {
+            "before": load_before, "after": load_average()}, "settings": {
             "data": data, "eps": eps, "train_images": train_images, "pretrain_epochs":
             pretrain_epochs, "pretrain_lr": pretrain_lr, "aft_epochs": aft_epochs, "steps": steps,
             "test_images": rows[0]["n"]}, "environment": environment(pick_device(device))},
