@@ -13,14 +13,26 @@ HAS_DALI = importlib.util.find_spec("nvidia") is not None and \
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
+def _fashion_mnist_missing() -> str | None:
+    """Why `--data fashion-mnist` cannot load here (None when it can)."""
+    from aft_fast.data import fashion_mnist as fm
+
+    if all(fm._find(fm.data_dir(), s) for part in fm.FILES.values() for s in part):
+        return None
+    return f"Fashion-MNIST idx files not in {fm.data_dir()} (`{fm.INSTALL}`)"
+
+
 def pytest_collection_modifyitems(config, items):
     skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU (none visible)")
     skip_dali = pytest.mark.skip(reason="needs nvidia-dali (pip install '.[dali]')")
+    no_fashion = _fashion_mnist_missing() if any("fashion" in i.keywords for i in items) else None
     for item in items:
         if "cuda" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_cuda)
         if "dali" in item.keywords and not HAS_DALI:
             item.add_marker(skip_dali)
+        if "fashion" in item.keywords and no_fashion:
+            item.add_marker(pytest.mark.skip(reason=no_fashion))
 
 
 @pytest.fixture(autouse=True)

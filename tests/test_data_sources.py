@@ -19,9 +19,7 @@ from aft_fast.data.make_folder import make_folder
 from aft_fast.errors import OptionError
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-HAS_FASHION = all(fm._find(fm.data_dir(), s) for part in fm.FILES.values() for s in part)
-needs_fashion = pytest.mark.skipif(not HAS_FASHION, reason=f"Fashion-MNIST idx files not in "
-                                   f"{fm.data_dir()} (`{fm.INSTALL}`)")
+needs_fashion = pytest.mark.fashion  # skipped without the files (conftest)
 
 
 # ------------------------------------------------------------------------------ Fashion-MNIST
