@@ -39,6 +39,8 @@ HELP = {
     "aa_targets": "AutoAttack APGD-T/FAB-T target classes (9 = reference).",
     "mask_images": "Masking check's ε sweep: the first N of the evaluated images.",
     "eval_batch_size": "Evaluation batch size.",
+    "report_only": "Write the table from the rows already trained and evaluated (others are "
+                   "listed as not finished); train and evaluate nothing.",
     "quiet": "Print nothing but errors.",
 }
 
@@ -86,7 +88,7 @@ def _command_line(ctx: click.Context) -> str:
     parts = ["aft-fast", "compare"]
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
-        if param.name not in ctx.params or source not in (ParameterSource.COMMANDLINE,
+        if param.name in ("report_only", "quiet") or param.name not in ctx.params or source not in (ParameterSource.COMMANDLINE,
                                                           ParameterSource.DEFAULT_MAP):
             continue
         value, flag = ctx.params[param.name], param.opts[0]

@@ -26,9 +26,13 @@ def _mean(mask: torch.Tensor) -> float:
     return float(mask.float().mean()) if len(mask) else 0.0
 
 
+STAGES = ("clean", "weak", "pgd", "autoattack", "sweep")
+
+
 def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
-                        say=lambda s: None) -> dict:
-    """The row's evaluation figures (see `summary`), cached stage by stage in `state_path`."""
+                        say=lambda s: None, only_cached: bool = False) -> dict | None:
+    """The row's evaluation figures (see `summary`), cached stage by stage in `state_path`.
+    `only_cached`: compute nothing; None unless every stage is cached."""
     from aft_fast import load_checkpoint
 
     state_path = Path(state_path)
@@ -39,6 +43,8 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
         if state.get("ident") != ident:
             state = {}  # another protocol or another checkpoint: start again
     state["ident"] = ident
+    if only_cached and not all(k in state.get("stages", {}) for k in STAGES):
+        return None
     model = load_checkpoint(path, device).eval()
     return evaluate_model(model, x, y, p, state=state,
                           save=lambda: save_torch(state, state_path), say=say)

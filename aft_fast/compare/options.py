@@ -37,6 +37,7 @@ class CompareOptions:
     aa_targets: int = AUTOATTACK_REFERENCE["targets"]
     mask_images: int = 500
     eval_batch_size: int = 500
+    report_only: bool = False  # write the table from the finished rows; train/evaluate nothing
     quiet: bool = False
 
     def check(self) -> "CompareOptions":

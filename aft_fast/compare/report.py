@@ -51,6 +51,16 @@ def _seconds(a: dict, by_key: dict) -> str:
     return text
 
 
+def _load(doc: dict) -> str:
+    load = doc.get("load_average")
+    if not load or doc["environment"].get("device_type") != "cpu":
+        return ""
+    return (f" (the CPU's load average was {load[0]:g} / {load[1]:g} / {load[2]:g} over 1 / 5 / 15 "
+            f"min when this was written, on {doc['environment'].get('cpu_threads')} threads: "
+            "seconds taken on a shared machine are inflated by an unknown, varying factor; "
+            "compare the passes)")
+
+
 def markdown(doc: dict) -> str:
     agg = aggregate(doc["rows"])
     by_key = {a["key"]: a for a in agg}
@@ -89,10 +99,14 @@ def markdown(doc: dict) -> str:
         f"- {r['label']}: {r['epochs']} epochs"
         + (f", {', '.join(f'{k}={v}' for k, v in r['train'].items() if k not in ('method', 'epochs', 'eps'))}"
            if r["train"] else "") + f". {r['source']}." for r in doc["recipes"])
-    skipped = "".join(f"\n- {s['key']} skipped: {s['reason']}." for s in doc["skipped"])
+    partial = ("  \nWritten with `--report-only` from the rows this command had finished (those not "
+               "in the table are listed under the recipes; run the command again to finish them)."
+               if opts.get("report_only") else "")
+    skipped = "".join(f"\n- {s['key']}{' (seed %d)' % s['seed'] if 'seed' in s else ''} not in "
+                      f"the table: {s['reason']}." for s in doc["skipped"])
     return f"""# {opts['data']}, {opts['arch']}, l∞ ε = {opts['eps']:g}: method comparison
 
-Command: `{doc['command']}`
+Command: `{doc['command']}`{partial}
 Device: {env['device']}, torch {env['torch']}, commit {env['commit']}, {doc['date_utc']} UTC.
 Seeds: {', '.join(map(str, opts['seeds']))} (mean ± sample sd over the {n_seeds} seed(s); each seed below).
 
@@ -104,7 +118,7 @@ and the masking check: the first {n_eval} test images. All fp32, model in eval m
 robust only if it is correct clean and attacked. AT passes / image: forward+backward passes per
 training image of the adversarial (or natural) training, counted from the recipe and the epochs
 run (see `aft_fast/compare/cost.py`); AT device s: seconds of training on this device, per-epoch
-validation excluded. AFT's (and RiFT's) figures are the fine-tuning only; the parent model's cost
+validation excluded{_load(doc)}. AFT's (and RiFT's) figures are the fine-tuning only; the parent model's cost
 is in parentheses (and in its own row).{reduced}
 
 ## Per seed
@@ -168,6 +182,7 @@ def plot(doc: dict, path) -> None:
                            facecolors="none", edgecolors=line.get_facecolor(), zorder=3,
                            label=f"{a['label']} incl. {by_key[a['parent']]['label']}")
         ax.set_xscale("log")
+        ax.set_ylim(0, min(100, 10 + max(100 * r["autoattack_acc"] for r in doc["rows"])))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{aa} accuracy (%)")
         ax.grid(True, alpha=0.3)

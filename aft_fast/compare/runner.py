@@ -4,6 +4,7 @@ run resumes from its last.pt, a killed evaluation from its last finished stage."
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -53,8 +54,9 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
     recipes = recipes_of(opts)
     p = protocol_of(opts)
     x, y, split = test_set(opts.data)
-    skipped = [] if "rift" not in opts.methods or rift_available() else [
-        {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"}]
+    skipped = [] if "rift" in opts.methods and rift_available() else [
+        {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"
+                                  if rift_available() is False else "not in --methods"}]
     doc = {"command": command or "aft-fast compare " + " ".join(sys.argv[1:]),
            "options": asdict(opts), "protocol": p.settings(),
            "reference_autoattack": p.reference_autoattack, "test_split": split,
@@ -67,22 +69,40 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
         for r in recipes:
             run_dir = out / "runs" / f"seed{seed}" / r.key
             parent = ckpts.get(r.parent)
-            say(f"[seed {seed}] {r.label}: training ({r.epochs} epochs)")
+            if not opts.report_only:
+                say(f"[seed {seed}] {r.label}: training ({r.epochs} epochs)")
             trained = train_row(r, seed, run_dir, parent, opts)
+            if trained is None:  # --report-only: the run has not finished
+                done = len(_read_rows(run_dir))
+                doc["skipped"].append({"key": r.key, "seed": seed, "reason": f"training not "
+                                       f"finished ({done} of {r.epochs} epochs)"})
+                continue
             ckpts[r.key] = trained["checkpoint"]
-            say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
+            if not opts.report_only:
+                say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
             scores = evaluate_checkpoint(trained["checkpoint"], x, y, p,
                                          out / "evals" / f"seed{seed}" / f"{r.key}.pt",
-                                         device=device, say=say)
+                                         device=device, say=say, only_cached=opts.report_only)
+            if scores is None:
+                doc["skipped"].append({"key": r.key, "seed": seed,
+                                       "reason": "evaluation not finished"})
+                continue
             results.append({"seed": seed, "key": r.key, "label": r.label, "parent": r.parent,
                             **trained, **scores})
             say(f"[seed {seed}] {r.label}: clean {scores['clean_acc']:.4f} PGD "
                 f"{scores['pgd_acc']:.4f} AA {scores['autoattack_acc']:.4f} masking "
                 f"{'pass' if scores['masking']['all'] else 'FAIL'}")
-            doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-            report.write(doc, dest)  # after every row: a partial table if the run is cut short
-    say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
+            _write(doc, dest)  # after every row: a partial table if the run is cut short
+    if results:
+        _write(doc, dest)
+        say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
     return doc
+
+
+def _write(doc: dict, dest: Path) -> None:
+    doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    doc["load_average"] = [round(v, 1) for v in os.getloadavg()]  # shared machines
+    report.write(doc, dest)
 
 
 def _read_rows(run_dir: Path) -> list[dict]:
@@ -107,6 +127,8 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
         if info.get("settings") == settings:
             return info
         fresh = True  # the recipe or budget changed: train again from scratch
+    if opts.report_only:
+        return None
     if r.key == "rift":
         info = _rift_row(r, seed, run_dir, parent, opts)
     else:
