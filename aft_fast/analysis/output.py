@@ -20,10 +20,9 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 10.5, "axes.grid": True,
 
 
 def percent_axis(ax, label: str, *, points: bool = False) -> None:
-    """Accuracies are stored as fractions and shown as percent on the y axis; `points`: a
-    difference of accuracies, in percentage points (no % sign, as many decimals as needed)."""
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None if points else 0,
-                                                  symbol="" if points else "%"))
+    """Accuracies are stored as fractions and shown as percent on the y axis (as many decimals
+    as the range needs); `points`: a difference of accuracies, in percentage points."""
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, symbol="" if points else "%"))
     ax.set_ylabel(label)
 
 

@@ -33,8 +33,11 @@ from aft_fast.train.options import TrainOptions
 
 PAPER_RUNS, PAPER_GAMMA = 6, 0.5
 AFT_SCHEDULE = "slow-start-fast-decay"
-# Options that do not change what a run computes: they may differ between a run and its resume.
-VOLATILE = {"out", "resume", "overwrite", "quiet", "log_every", "workers", "device", "check_files"}
+# What a sweep's run is: a finished run is reused, a killed one continued, only when these match
+# (the options the sweep sets; the others keep defaults, which may move between versions).
+EXPERIMENT_KEYS = ("method", "arch", "data", "weights", "epochs", "optimizer", "lr", "schedule",
+                   "schedule_params", "eps", "alpha", "steps", "eval_steps", "eval_max_batches",
+                   "batch_size", "seed")
 
 
 def default_plateaus(epochs: int, n: int = PAPER_RUNS) -> list[int]:
@@ -74,25 +77,18 @@ def plan_sweep(base: TrainOptions, runs_dir, plateaus, gamma: float = PAPER_GAMM
     return runs
 
 
-def _settings(opts: TrainOptions) -> dict:
-    return {k: v for k, v in dataclasses.asdict(opts).items() if k not in VOLATILE}
-
-
 def _recorded_settings(run_dir: Path) -> dict | None:
     path = run_dir / "args.yaml"
-    if not path.is_file():
-        return None
-    args = yaml.safe_load(path.read_text()) or {}
-    return {k: v for k, v in args.items() if k in TrainOptions.names() and k not in VOLATILE}
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
 
 
 def _check_same_settings(run: SweepRun, recorded: dict | None) -> None:
     if recorded is None:
         return
-    wanted = _settings(run.options)
+    wanted = {k: getattr(run.options, k) for k in EXPERIMENT_KEYS}
     diffs = [f"{k}: {recorded.get(k)!r} there, {v!r} now" for k, v in wanted.items()
              if recorded.get(k) != v]
-    check(not diffs, "runs_dir", f"{run.options.out} holds a run with other settings "
+    check(not diffs, "runs", f"{run.options.out} holds a run with other settings "
           f"({'; '.join(diffs[:4])}); use another runs directory or delete that run")
 
 
