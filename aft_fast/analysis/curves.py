@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from aft_fast.analysis.output import percent_axis, plt, run_colors, save_figure
-from aft_fast.errors import OptionError
 
 SPLIT_NAMES = {"test": "test", "val": "val (held out from train)"}
 
@@ -47,15 +46,15 @@ class RunCurves:
 def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
-        raise OptionError("run_dirs", f"{run_dir} has no metrics.jsonl: pass the directory of a "
-                                      "training run (aft-fast train --out DIR)")
+        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl: pass the directory of a "
+                                "training run (aft-fast train --out DIR)")
     by_epoch = {}
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
             by_epoch[row["epoch"]] = row  # a resumed run rewrites its rows; keep the latest
     if not by_epoch:
-        raise OptionError("run_dirs", f"{path} has no rows yet: the run has not finished an epoch")
+        raise ValueError(f"{path} has no rows yet: the run has not finished an epoch")
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
