@@ -8,7 +8,6 @@ from aft_fast.models import Normalized
 from aft_fast.policy import METHOD_NAMES
 from aft_fast.train import METHODS, make_method, train
 from aft_fast.train.methods import Trainer
-from aft_fast.train.run import TrainOptions
 
 
 def tiny_net():
