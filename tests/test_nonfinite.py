@@ -62,6 +62,19 @@ def test_stop_names_the_step_and_keeps_checkpoints_finite(nan_at_step_5, synthet
     assert finite(tmp_path / "run" / "best.pt")
 
 
+def test_cli_reports_the_step_without_a_traceback(nan_at_step_5, tmp_path):
+    from click.testing import CliRunner
+
+    from aft_fast.cli import main
+    args = ["--data", "synthetic", "--arch", "small_cnn", "--batch-size", "32", "--eps", "0.1",
+            "--eval-max-batches", "1", "--quiet", "--device", "cpu"]  # the tiny run of conftest
+    result = CliRunner().invoke(main, ["train", *args, "--method", "natural", "--epochs", "3",
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "global step 5" in result.output and "Traceback" not in result.output
+    assert not isinstance(result.exception, NonFiniteLoss)  # converted, not raised through
+
+
 def test_skip_leaves_the_batch_out_and_counts_it(nan_at_step_5, synthetic_opts, tmp_path):
     summary = train(synthetic_opts(tmp_path, "run", method="natural", epochs=2,
                                    on_nonfinite="skip"))

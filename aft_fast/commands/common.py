@@ -140,7 +140,10 @@ def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
 def reports_library_errors(fn):
     """A command callback whose library errors come out as click errors (the only place they are
     converted): an OptionError is its flag's bad value; another ValueError, a missing file or an
-    occupied path is a usage error. Anything else is a bug and keeps its traceback."""
+    occupied path is a usage error; a non-finite loss under --on-nonfinite stop is the run's
+    report (exit status 1). Anything else is a bug and keeps its traceback."""
+    from aft_fast.train.nonfinite import NonFiniteLoss
+
     if getattr(fn, "reports_library_errors", False):
         return fn
 
@@ -153,6 +156,8 @@ def reports_library_errors(fn):
             raise click.BadParameter(exc.message, ctx=ctx, param_hint=exc.flag) from exc
         except (ValueError, FileNotFoundError, FileExistsError) as exc:
             raise click.UsageError(str(exc), ctx=ctx) from exc
+        except NonFiniteLoss as exc:
+            raise click.ClickException(str(exc)) from exc
 
     run.reports_library_errors = True
     return run
