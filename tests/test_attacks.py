@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from aft_fast.attacks import AttackConfig, fgsm_rs, pgd
 from aft_fast.data import mnist5k
+from aft_fast.errors import OptionError
 from aft_fast.models import Normalized
 
 
@@ -198,18 +199,19 @@ def test_fp16_constant_loss_scale_runs_where_supported(model, batch):
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and acc(model, x_adv, y) < acc(model, x, y)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(eps=-0.1, alpha=0.1, steps=1), "eps must be >= 0"),
-    (dict(eps=float("nan"), alpha=0.1, steps=1), "eps must be >= 0"),
-    (dict(eps=0.1, alpha=-1, steps=1), "alpha must be >= 0"),
-    (dict(eps=0.1, alpha=0.1, steps=-1), "steps must be >= 0"),
-    (dict(eps=0.1, alpha=0.1, steps=1, restarts=0), "restarts must be >= 1"),
-    (dict(eps=0.1, alpha=0.1, steps=1, amp="fp8"), "amp must be one of"),
-    (dict(eps=0.1, alpha=0.1, steps=1, bn_mode="frozen"), "bn_mode must be"),
+@pytest.mark.parametrize("kwargs,option,message", [
+    (dict(eps=-0.1, alpha=0.1, steps=1), "eps", "must be >= 0"),
+    (dict(eps=float("nan"), alpha=0.1, steps=1), "eps", "must be >= 0"),
+    (dict(eps=0.1, alpha=-1, steps=1), "alpha", "must be >= 0"),
+    (dict(eps=0.1, alpha=0.1, steps=-1), "steps", "must be >= 0"),
+    (dict(eps=0.1, alpha=0.1, steps=1, restarts=0), "restarts", "must be >= 1"),
+    (dict(eps=0.1, alpha=0.1, steps=1, amp="fp8"), "amp", "must be one of"),
+    (dict(eps=0.1, alpha=0.1, steps=1, bn_mode="frozen"), "bn_mode", "must be one of"),
 ])
-def test_attack_config_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_attack_config_errors(kwargs, option, message):
+    with pytest.raises(OptionError, match=message) as err:
         AttackConfig(**kwargs)
+    assert err.value.option == option
 
 
 def test_attack_works_inside_no_grad(model, batch):
