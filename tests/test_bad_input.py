@@ -1,4 +1,4 @@
-"""The bad-input table (docs/BAD_INPUT.md): every row is one user input that is checked, run
+"""The bad-input table (README.md, "Bad input"): every row is one user input that is checked, run
 through the CLI (click's CliRunner) or the library, and the error it must give, naming the option.
 Each fails before any training step. `python tests/test_bad_input.py` prints the table."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aft_fast.errors import OptionError
 from aft_fast.train import TrainOptions
 from aft_fast.train.run_dir import RunDir
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "BAD_INPUT.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 # Added to every `train` row unless the row gives the option: a tiny run in the test's folder.
 QUICK = {"--method": "natural", "--data": "synthetic", "--epochs": "1", "--device": "cpu", "--out": "{tmp}/fresh"}
 
@@ -297,7 +297,7 @@ def table() -> str:
 
 
 def test_docs_table_lists_every_row():
-    """docs/BAD_INPUT.md holds this module's table (regenerate: python tests/test_bad_input.py)."""
+    """README.md holds this module's table (regenerate: python tests/test_bad_input.py)."""
     assert table() in DOC.read_text()
 
 
