@@ -130,6 +130,12 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
     again = compare(CompareOptions(**opts), command="test")
     assert json.loads(json.dumps(again["rows"], default=str)) == \
         json.loads(json.dumps(doc["rows"], default=str))
+    # --report-only: a row never trained is listed as not finished, nothing is computed
+    partial = compare(CompareOptions(**{**opts, "methods": ("natural", "fast-at", "aft"),
+                                        "report_only": True}), command="test")
+    assert [r["key"] for r in partial["rows"]] == ["natural", "aft"]
+    assert {"key": "fast-at", "seed": 0, "reason": "training not finished (0 of 1 epochs)"} \
+        in partial["skipped"]
 
 
 def test_cli_takes_seed_lists_and_records_the_command(monkeypatch):

@@ -50,6 +50,19 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
                           save=lambda: save_torch(state, state_path), say=say)
 
 
+def progress(state_path) -> str:
+    """How far an unfinished evaluation got: its finished stages (and clean accuracy)."""
+    state_path = Path(state_path)
+    if not state_path.is_file():
+        return "not started"
+    stages = torch.load(state_path, weights_only=False).get("stages", {})
+    done = [k for k in STAGES if k in stages]
+    text = f"stages done: {', '.join(done) or 'none'} of {', '.join(STAGES)}"
+    if "clean" in stages:
+        text += f"; clean accuracy {100 * _mean(stages['clean']['correct']):.2f}% (whole test split)"
+    return text
+
+
 def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=lambda: None,
                    say=lambda s: None) -> dict:
     """Clean accuracy on all of (x, y); weak PGD, PGD with restarts, AutoAttack and the ε sweep

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aft_fast.compare import report
 from aft_fast.compare.cost import passes_per_image
-from aft_fast.compare.evaluation import evaluate_checkpoint
+from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
 from aft_fast.compare.recipes import Recipe, plan
@@ -80,12 +80,12 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
             ckpts[r.key] = trained["checkpoint"]
             if not opts.report_only:
                 say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
-            scores = evaluate_checkpoint(trained["checkpoint"], x, y, p,
-                                         out / "evals" / f"seed{seed}" / f"{r.key}.pt",
+            state_path = out / "evals" / f"seed{seed}" / f"{r.key}.{p.key()}.pt"
+            scores = evaluate_checkpoint(trained["checkpoint"], x, y, p, state_path,
                                          device=device, say=say, only_cached=opts.report_only)
             if scores is None:
-                doc["skipped"].append({"key": r.key, "seed": seed,
-                                       "reason": "evaluation not finished"})
+                doc["skipped"].append({"key": r.key, "seed": seed, "reason": "trained, evaluation "
+                                       f"not finished ({progress(state_path)})"})
                 continue
             results.append({"seed": seed, "key": r.key, "label": r.label, "parent": r.parent,
                             **trained, **scores})
