@@ -133,13 +133,13 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
     out = tmp_path / "demo.json"
     result = CliRunner().invoke(main, [
         "demo", "--out", str(tmp_path / "runs"), "--pretrain-epochs", "1", "--aft-epochs", "1",
-        "--steps", "1", "--train-images", "1000", "--test-images", "200", "--device", "cpu",
+        "--steps", "1", "--train-images", "1000", "--test-images", "250", "--device", "cpu",
         "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "| natural |" in result.output and "| AFT (from natural) |" in result.output
     rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == ["natural", "AFT (from natural)"]
-    assert all(0 <= r["pgd_acc"] <= r["clean_acc"] <= 1 and r["n"] == 200 for r in rows)
+    assert all(0 <= r["pgd_acc"] <= r["clean_acc"] <= 1 and r["n"] == 250 for r in rows)
 
 
 def test_a_runs_args_yaml_is_a_valid_config(tmp_path):
