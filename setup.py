@@ -72,7 +72,8 @@ def extension():
     csrc = os.path.join("csrc")
     sources = ["csrc/aft_fast.cpp", "csrc/build_info.cpp"] + sorted(glob.glob("csrc/ops/cpu/*.cpp"))
     # -fopenmp: at::parallel_for is an OpenMP pragma in ATen's headers, a no-op without it.
-    cxx = ["-O3", "-ffp-contract=off", "-fopenmp", "-DAFT_WITH_PYTHON"]
+    cxx = ["-O3", "-ffp-contract=off", "-fopenmp", "-DAFT_WITH_PYTHON",
+           f"-DAFT_VERSION={VERSION}"]  # build_info reports it: the version is typed once
     link = ["-fopenmp"]
     define = []
     if WITH_CUDA:

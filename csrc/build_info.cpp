@@ -10,7 +10,7 @@ namespace {
 
 pybind11::dict build_info() {
   pybind11::dict d;
-  d["version"] = "0.1.0";
+  d["version"] = AFT_STR(AFT_VERSION);  // setup.py passes aft_fast/policy.py's VERSION
   d["torch"] = TORCH_VERSION;
   d["cxx"] = __VERSION__;
 #ifdef AFT_WITH_CUDA
