@@ -10,7 +10,7 @@ export MAX_JOBS
 
 install:
 	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
-	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali]"
+	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples]"
 	$(PY) -c "import aft_fast.ops as o; b = o.build_info(); assert b['compiled'], b; print('aft_fast ops:', b)"
 	@$(MAKE) --no-print-directory fashion-mnist
 
