@@ -26,9 +26,16 @@ import torch.nn.functional as F
 
 from aft_fast import ops
 from aft_fast.errors import check, check_at_least, check_choice
-from aft_fast.policy import AMP_CHOICES, BN_MODES
+from aft_fast.policy import AMP_CHOICES, BN_MODES, amp_name
 
-AMP_DTYPES = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}  # keys: policy.amp_name
+
+
+def amp_dtype(amp: str | None) -> torch.dtype | None:
+    """The autocast dtype of an AMP setting ("none"/"fp32"/None: fp32, i.e. None)."""
+    name = amp_name(amp)
+    check(name in AMP_DTYPES, "amp", f"must be one of {', '.join(AMP_CHOICES)}; got {amp!r}")
+    return AMP_DTYPES[name]
 # fp16 gradients of a small loss underflow; a constant scale keeps them representable. The
 # sign of a scaled gradient is the sign of the gradient, so nothing is ever unscaled.
 FP16_LOSS_SCALE = 1024.0
@@ -80,13 +87,12 @@ class AttackConfig:
         check_at_least("alpha", self.alpha, 0)
         check_at_least("steps", self.steps, 0)
         check_at_least("restarts", self.restarts, 1)
-        check(self.amp in AMP_DTYPES, "amp",
-              f"must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
+        amp_dtype(self.amp)
         check_choice("bn_mode", self.bn_mode, BN_MODES)
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
-        return AMP_DTYPES[self.amp]
+        return amp_dtype(self.amp)
 
 
 @contextlib.contextmanager

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from aft_fast import ops
 from aft_fast.attacks import AttackConfig, fgsm_rs, pgd
-from aft_fast.attacks.pgd import AMP_DTYPES, section
+from aft_fast.attacks.pgd import amp_dtype, section
 from aft_fast.errors import OptionError
-from aft_fast.policy import AMP_CHOICES, default_alpha
+from aft_fast.policy import default_alpha
 from aft_fast.runtime import synced_clock
 from aft_fast.train.nonfinite import NonFiniteMonitor, SkipGuard, bad_update, step_unless
 
@@ -46,13 +46,11 @@ class Trainer:
 
     def __init__(self, model: nn.Module, optimizer, amp: str | None, device: torch.device,
                  attack_model: nn.Module | None = None, on_nonfinite: str = "stop"):
-        if amp not in AMP_DTYPES:
-            raise OptionError("amp", f"must be one of {', '.join(AMP_CHOICES)}; got {amp!r}")
         self.model, self.optimizer = model, optimizer
         # Attacks need no gradient sync: under DDP they run on the plain module, so no reducer
         # is armed and no buffers are broadcast on each of the k attack forwards.
         self.attack_model = attack_model if attack_model is not None else model
-        self.amp_dtype = AMP_DTYPES[amp]
+        self.amp_dtype = amp_dtype(amp)
         self.device = device
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.nonfinite = NonFiniteMonitor(device, on_nonfinite)
