@@ -239,6 +239,13 @@ def test_val_size_error(folder):
     assert err.value.option == "val_size"
 
 
+def test_default_val_size_fits_a_small_folder(folder):
+    # One evaluation batch (or 2%) by default, capped at a fifth of the 60 training images, so
+    # evaluating a small folder with the default batch of 256 works.
+    assert make_loaders(str(folder), batch_size=8).spec.train_size == 60 - 8
+    assert make_loaders(str(folder), batch_size=256).spec.train_size == 60 - 12
+
+
 def test_dali_missing_names_the_extra(folder, monkeypatch):
     real = builtins.__import__
 

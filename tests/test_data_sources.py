@@ -17,6 +17,7 @@ from aft_fast.data import fashion_mnist as fm
 from aft_fast.data.class_map import load_class_map
 from aft_fast.data.make_folder import make_folder
 from aft_fast.errors import OptionError
+from aft_fast.train.checkpoint import load_checkpoint
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 needs_fashion = pytest.mark.fashion  # skipped without the files (conftest)
@@ -168,6 +169,20 @@ def test_train_cli_fine_tunes_a_1000_class_head_through_a_class_map(folder, tmp_
     assert ckpt["num_classes"] == 1000
     args = (out / "args.yaml").read_text()
     assert f"class_map: {cmap}" in args and "augment: small" in args  # 24-px images
+    # eval reads the folder through the map the checkpoint recorded; --class-map replaces it.
+    report = tmp_path / "eval.json"
+    for extra in ([], ["--class-map", cmap]):
+        result = CliRunner().invoke(main, [
+            "eval", "--checkpoint", str(out / "best.pt"), "--data", str(folder), "--attack",
+            "none", "--eps", "0", "--device", "cpu", "--json", str(report), *extra])
+        assert result.exit_code == 0, result.output
+        model = load_checkpoint(out / "best.pt")
+        test = make_loaders(str(folder), batch_size=256, image_size=28, class_map=cmap,
+                            augment="small").test
+        with torch.no_grad():
+            hits = [(model(x).argmax(1) == y).float() for x, y in test]
+        got = json.loads(report.read_text())
+        assert got["n"] == len(torch.cat(hits)) and got["clean_acc"] == pytest.approx(torch.cat(hits).mean().item())
 
 
 # ------------------------------------------------------------------------------ ../shared/data

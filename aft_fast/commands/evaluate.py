@@ -1,6 +1,8 @@
 """``aft-fast eval``: clean and robust accuracy of a checkpoint (PGD with restarts, AutoAttack)."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from aft_fast.commands.common import FRACTION, config_option, device_option, json_option
@@ -8,6 +10,7 @@ from aft_fast.errors import OptionError, check, check_at_least
 from aft_fast.evaluate import attack_settings, evaluate
 from aft_fast.io import write_json
 from aft_fast.policy import AUTOATTACK_REFERENCE, EVAL_ATTACKS
+from aft_fast.train.checkpoint import data_settings, load_checkpoint, read_checkpoint
 
 
 @click.command("eval")
@@ -31,17 +34,20 @@ from aft_fast.policy import AUTOATTACK_REFERENCE, EVAL_ATTACKS
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-batches", type=int, default=None, help="Evaluate only the first N batches.")
 @click.option("--image-size", type=int, default=None, help="Image folders: resize to this size.")
+@click.option("--class-map", default=None,
+              help="Image folders: folder classes -> the model's output indices (a JSON {class: "
+                   "index} file, a class-list file or a packaged map: imagenette). Default: the "
+                   "map the checkpoint was trained with, if any.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random starts.")
 @click.option("--trust-code", is_flag=True, help="Import the code a checkpoint names to build its "
               "model (an arch package.module:factory): only for a file and code you trust.")
 @device_option
 @json_option
 def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, aa_steps, aa_queries,
-                 batch_size, max_batches, image_size, seed, trust_code, device, json_path):
+                 batch_size, max_batches, image_size, class_map, seed, trust_code, device, json_path):
     """Clean and robust accuracy (per-example worst case over restarts), as a table and JSON."""
     from aft_fast.data import make_loaders
     from aft_fast.runtime import pick_device
-    from aft_fast.train.checkpoint import load_checkpoint, read_checkpoint
 
     attack_kw = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, max_batches=max_batches,
                      autoattack_steps=aa_steps, autoattack_queries=aa_queries)
@@ -56,7 +62,8 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
     except (ValueError, FileNotFoundError) as exc:  # whatever the file is, --checkpoint is wrong
         raise OptionError("checkpoint", str(exc)) from exc
     loaders = make_loaders(data, batch_size=batch_size, device=dev, seed=seed,
-                           image_size=image_size or ckpt.get("input_size"))
+                           image_size=image_size or ckpt.get("input_size"),
+                           **folder_settings(ckpt, data, class_map))
     check(loaders.spec.channels == ckpt["in_channels"], "data",
           f"{data} has {loaders.spec.channels}-channel images, the checkpoint's model takes "
           f"{ckpt['in_channels']}")
@@ -72,6 +79,15 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
     if json_path:
         write_json(report, json_path)
         click.echo(f"wrote {json_path}")
+
+
+def folder_settings(ckpt: dict, data: str, class_map: str | None) -> dict:
+    """A folder is read as the checkpoint's run read it (its class map and augmentation preset,
+    which decides the evaluation resize); `--class-map` replaces the recorded map."""
+    settings = data_settings(ckpt, keys=("class_map", "augment")) if os.path.isdir(data) else {}
+    if class_map is not None:
+        settings["class_map"] = class_map
+    return settings
 
 
 def table(report: dict) -> str:

@@ -122,8 +122,9 @@ def folder_splits(root, *, val_size: int | None, train_eval_size: int, eval_batc
     if check:
         check_files(train_all, root)
         check_files(test, root)
-    if val_size is None:
-        val_size = min(10_000, max(eval_batch_size, math.ceil(0.02 * len(train_all.files))))
+    if val_size is None:  # one evaluation batch or 2%, but never more than a fifth of train
+        val_size = min(10_000, max(eval_batch_size, math.ceil(0.02 * len(train_all.files))),
+                       max(1, len(train_all.files) // 5))
     if not 0 < val_size < len(train_all.files):
         raise OptionError("val_size", f"must be in [1, {len(train_all.files) - 1}] (the training "
                                       f"images minus one), got {val_size}")

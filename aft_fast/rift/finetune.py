@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aft_fast.rift.source import data_settings
+from aft_fast.train.checkpoint import data_settings
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.run import train
 

@@ -9,7 +9,7 @@ import torch
 from aft_fast.data import make_loaders
 from aft_fast.errors import OptionError
 from aft_fast.rift.options import RiftOptions
-from aft_fast.train.checkpoint import read_checkpoint
+from aft_fast.train.checkpoint import data_settings, read_checkpoint
 
 NOT_ADVERSARIAL = ("natural",)  # methods whose checkpoints RiFT accepts with a warning
 
@@ -36,14 +36,6 @@ def at_checkpoint(opts: RiftOptions) -> tuple[dict, float]:
         raise OptionError("eps", f"{opts.checkpoint} does not record the ε it was trained at; "
                                  "give it (e.g. 8/255)")
     return ckpt, float(eps)
-
-
-def data_settings(ckpt: dict) -> dict:
-    """How the AT run read its data (class map, augmentation, training subset), so RiFT reads
-    the same data the same way."""
-    config = ckpt.get("config") or {}
-    return {k: config[k] for k in ("class_map", "augment", "train_images")
-            if config.get(k) is not None}
 
 
 def loaders_for(opts: RiftOptions, ckpt: dict, device: torch.device, **kwargs):

@@ -69,6 +69,13 @@ def save_checkpoint(path, *, model, arch, num_classes, input_size, method, confi
     return save_torch(ckpt, path)
 
 
+def data_settings(ckpt: dict, keys=("class_map", "augment", "train_images")) -> dict:
+    """How the run read its data (class map, augmentation, training subset), from its recorded
+    config, so later steps (RiFT, evaluation) read the same data the same way."""
+    config = ckpt.get("config") or {}
+    return {k: config[k] for k in keys if config.get(k) is not None}
+
+
 def load_checkpoint(path, device="cpu", *, trust_code: bool = False) -> nn.Module:
     """The model in `path`, in eval mode, taking [0, 1] images. A model built by an import path
     the file names is imported only with `trust_code=True` (`models.rebuild`)."""
