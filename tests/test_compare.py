@@ -103,9 +103,16 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
                                                                        monkeypatch):
     opts = dict(data="synthetic", eps=0.1, out=str(tmp_path / "cmp"), epochs=1, train_steps=2,
                 batch_size=64, val_images=16, methods=("natural", "pgd-at", "aft"), quiet=True,
-                **TINY_PROTOCOL)
-    doc = compare(CompareOptions(**opts), command="test")
+                aa_images=10, **TINY_PROTOCOL)
     out = tmp_path / "cmp"
+    trained = compare(CompareOptions(**opts, train_only=True), command="test")
+    assert trained["rows"] == [] and not (out / "evals").exists()
+    assert (out / "runs" / "seed0" / "aft" / "compare_done.json").is_file()
+    import aft_fast.train.run as run
+
+    with monkeypatch.context() as m:  # the evaluating run reuses every trained model
+        m.setattr(run, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+        doc = compare(CompareOptions(**opts), command="test")
     for name in ("table.md", "table.json", "robust_vs_cost.png"):
         assert (out / name).is_file()
     rows = {r["key"]: r for r in doc["rows"]}
@@ -114,6 +121,10 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
     args = yaml.safe_load((out / "runs" / "seed0" / "pgd-at" / "args.yaml").read_text())
     assert args["eps_warmup_epochs"] == 0.25 and args["resolved"]["bn_mode"] == "eval"
     assert all(r["autoattack_acc"] <= r["clean_acc_attacked_subset"] for r in rows.values())
+    assert all(r["autoattack_n"] == 10 and r["n"] == 16 for r in rows.values())
+    for r in rows.values():  # AutoAttack's images are PGD's first 10: the check compares those
+        check = r["masking"]["autoattack_le_pgd"]
+        assert check["pass"] == (r["autoattack_acc"] <= r["pgd_acc_autoattack_images"] + 0.005)
     table = (out / "table.md").read_text()
     assert "| AFT | Natural |" in table and "masking" in table
     assert doc["test_split"]["count"] == 16 and len(doc["test_split"]["labels_sha256"]) == 64
@@ -122,7 +133,6 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
         raise AssertionError("redone")
 
     import aft_fast.compare.evaluation as evaluation
-    import aft_fast.train.run as run
 
     monkeypatch.setattr(run, "train", refuse)
     monkeypatch.setattr(evaluation, "pgd_survivors", refuse)

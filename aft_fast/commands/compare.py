@@ -37,8 +37,12 @@ HELP = {
     "aa_steps": "AutoAttack APGD/FAB iterations (100 = reference).",
     "aa_queries": "AutoAttack Square queries (5000 = reference).",
     "aa_targets": "AutoAttack APGD-T/FAB-T target classes (9 = reference).",
+    "aa_images": "AutoAttack on the first N of the PGD-evaluated images (default: all of them); "
+                 "its AA ≤ PGD check compares the same images.",
     "mask_images": "Masking check's ε sweep: the first N of the evaluated images.",
     "eval_batch_size": "Evaluation batch size.",
+    "train_only": "Train every row and stop; the same command without it evaluates them later "
+                  "(finished runs are reused).",
     "report_only": "Write the table from the rows already trained and evaluated (others are "
                    "listed as not finished); train and evaluate nothing.",
     "quiet": "Print nothing but errors.",
@@ -88,7 +92,7 @@ def _command_line(ctx: click.Context) -> str:
     parts = ["aft-fast", "compare"]
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
-        if param.name in ("report_only", "quiet") or param.name not in ctx.params or source not in (ParameterSource.COMMANDLINE,
+        if param.name in ("train_only", "report_only", "quiet") or param.name not in ctx.params or source not in (ParameterSource.COMMANDLINE,
                                                           ParameterSource.DEFAULT_MAP):
             continue
         value, flag = ctx.params[param.name], param.opts[0]

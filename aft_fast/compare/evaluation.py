@@ -89,8 +89,9 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
         model, xs, ys, alive, eps=p.eps, steps=p.weak_steps, restarts=1, **common)[-1]})
     strong = stage("pgd", lambda: {"history": pgd_survivors(
         model, xs, ys, alive, eps=p.eps, steps=p.pgd_steps, restarts=p.pgd_restarts, **common)})
+    na = n if p.aa_images is None else min(p.aa_images, n)
     if "autoattack" not in stages:
-        stages["autoattack"] = _autoattack(model, xs, ys, alive, p, state, save, say)
+        stages["autoattack"] = _autoattack(model, xs[:na], ys[:na], alive[:na], p, state, save, say)
         state.pop("aa_partial", None)
         save()
     aa = stages["autoattack"]
@@ -131,14 +132,18 @@ def _autoattack(model, xs, ys, alive, p: Protocol, state, save, say) -> dict:
 def summary(p, n, n_test, clean, weak, strong, aa, sw) -> dict:
     hist = strong["history"]
     pgd_accs = [_mean(h) for h in hist]
-    worst = hist[-1] & aa["alive"]
+    na = len(aa["alive"])  # AutoAttack's images: the first na of the n
+    worst = hist[-1][:na] & aa["alive"]
     out = {
         "clean_acc": _mean(clean["correct"]), "clean_n": n_test,
         "clean_acc_attacked_subset": _mean(clean["correct"][:n]),
         "n": n,
         f"pgd{p.weak_steps}_acc": _mean(weak["alive"]),
         "pgd_acc": pgd_accs[-1], "pgd_acc_per_restart": pgd_accs,
-        "autoattack_acc": _mean(aa["alive"]), "autoattack_fooled_by_part": aa["counts"],
+        "autoattack_acc": _mean(aa["alive"]), "autoattack_n": na,
+        "autoattack_candidates": int(clean["correct"][:na].sum()),
+        "pgd_acc_autoattack_images": _mean(hist[-1][:na]),
+        "autoattack_fooled_by_part": aa["counts"],
         "worst_case_acc": _mean(worst),
         "eps_sweep": [{"eps": e, "acc": a} for e, a in sw["accs"]], "eps_sweep_n": sw["n"],
         "seconds": {k: round(v["seconds"], 1) for k, v in
@@ -147,6 +152,8 @@ def summary(p, n, n_test, clean, weak, strong, aa, sw) -> dict:
     }
     out["masking"] = masking.checks(sweep=sw["accs"], weak=out[f"pgd{p.weak_steps}_acc"],
                                     pgd_first=pgd_accs[0], pgd_restarts=pgd_accs,
-                                    autoattack=out["autoattack_acc"], tolerance=p.tolerance,
+                                    autoattack=out["autoattack_acc"],
+                                    pgd_autoattack_images=out["pgd_acc_autoattack_images"],
+                                    tolerance=p.tolerance,
                                     weak_steps=p.weak_steps, pgd_steps=p.pgd_steps)
     return out

@@ -35,8 +35,10 @@ class CompareOptions:
     aa_steps: int = AUTOATTACK_REFERENCE["steps"]
     aa_queries: int = AUTOATTACK_REFERENCE["queries"]
     aa_targets: int = AUTOATTACK_REFERENCE["targets"]
+    aa_images: int | None = None  # AutoAttack on the first N of the evaluated images (None: all)
     mask_images: int = 500
     eval_batch_size: int = 500
+    train_only: bool = False  # train every row, evaluate nothing (evaluate later, elsewhere)
     report_only: bool = False  # write the table from the finished rows; train/evaluate nothing
     quiet: bool = False
 
@@ -52,8 +54,11 @@ class CompareOptions:
               "rift fine-tunes the PGD AT model: include pgd-at")
         for name in ("epochs", "train_steps", "batch_size", "pgd_steps", "pgd_restarts",
                      "aa_steps", "aa_queries", "aa_targets", "mask_images", "eval_batch_size",
-                     "aft_epochs", "replays", "eval_images", "val_images", "train_images"):
+                     "aft_epochs", "replays", "eval_images", "val_images", "train_images",
+                     "aa_images"):
             check_at_least(name, getattr(self, name), 1)
         check(0 <= self.warmup_fraction <= 1, "warmup_fraction",
               f"must be in [0, 1], got {self.warmup_fraction}")
+        check(not (self.train_only and self.report_only), "train_only",
+              "--train-only trains and --report-only trains nothing: give one of them")
         return self

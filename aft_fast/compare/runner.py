@@ -26,7 +26,7 @@ def protocol_of(opts: CompareOptions) -> Protocol:
     return Protocol(eps=opts.eps, images=opts.eval_images, pgd_steps=opts.pgd_steps,
                     pgd_restarts=opts.pgd_restarts, aa_steps=opts.aa_steps,
                     aa_queries=opts.aa_queries, aa_targets=opts.aa_targets,
-                    mask_images=opts.mask_images, batch_size=opts.eval_batch_size)
+                    aa_images=opts.aa_images, mask_images=opts.mask_images, batch_size=opts.eval_batch_size)
 
 
 def recipes_of(opts: CompareOptions) -> list[Recipe]:
@@ -78,6 +78,8 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
                                        f"finished ({done} of {r.epochs} epochs)"})
                 continue
             ckpts[r.key] = trained["checkpoint"]
+            if opts.train_only:
+                continue
             if not opts.report_only:
                 say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
             state_path = out / "evals" / f"seed{seed}" / f"{r.key}.{p.key()}.pt"
