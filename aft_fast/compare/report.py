@@ -78,7 +78,11 @@ def markdown(doc: dict) -> str:
     n_seeds = len(opts["seeds"])
     pgd = f"PGD-{p['pgd_steps']}×{p['pgd_restarts']}"
     aa = "AutoAttack" if doc["reference_autoattack"] else "AutoAttack (reduced*)"
-    head = (f"| method | starts from | clean | {pgd} | {aa} | masking check | AT passes / image "
+    n_eval = doc["rows"][0]["n"] if doc["rows"] else 0
+    n_aa = doc["rows"][0].get("autoattack_n", n_eval) if doc["rows"] else 0
+    head_pgd, head_aa = (pgd, aa) if n_aa == n_eval else (f"{pgd} ({n_eval} images)",
+                                                          f"{aa} (first {n_aa})")
+    head = (f"| method | starts from | clean | {head_pgd} | {head_aa} | masking check | AT passes / image "
             f"| AT device s | epochs |\n|---|---|---:|---:|---:|---|---:|---:|---|")
     lines = []
     for a in agg:
@@ -103,8 +107,6 @@ def markdown(doc: dict) -> str:
                         f"{100 * r['autoattack_acc']:.2f} | "
                         f"{100 * r['worst_case_acc']:.2f} | {flags} | {r['passes_per_image']:g} | "
                         f"{r['train_seconds']:.0f} |")
-    n_eval = doc["rows"][0]["n"] if doc["rows"] else 0
-    n_aa = doc["rows"][0].get("autoattack_n", n_eval) if doc["rows"] else 0
     reduced = "" if doc["reference_autoattack"] else (
         f"\n\n\\* AutoAttack reduced from the reference (APGD-CE/APGD-T/FAB-T 100 iterations, 9 "
         f"targets, Square 5,000 queries) to {p['aa_steps']} iterations, {p['aa_targets']} targets, "
