@@ -18,7 +18,7 @@ from aft_fast.train.checkpoint import data_settings, load_checkpoint, read_check
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
               help="An aft_fast checkpoint (last.pt / best.pt of a run).")
 @click.option("--data", default="mnist5k", show_default=True,
-              help="mnist5k, synthetic or an ImageNet-style folder.")
+              help="mnist5k, fashion-mnist, synthetic or an ImageNet-style folder.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--attack", type=click.Choice(EVAL_ATTACKS), default="pgd", show_default=True)
 @click.option("--eps", type=FRACTION, required=True, help="l∞ radius in [0,1] pixel units (8/255 ok).")
