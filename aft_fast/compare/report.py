@@ -67,8 +67,8 @@ def _aa_cost(doc: dict) -> str:
     if not rows:
         return ""
     per_image = [r["seconds"]["autoattack"] / max(1, r["autoattack_candidates"]) for r in rows]
-    return (f"; AutoAttack took up to {max(per_image):.1f} s per attacked image (correct clean) "
-            "here, hence fewer images")
+    return (f"; AutoAttack took a median {statistics.median(per_image):.1f} s per attacked image "
+            "(correct clean) here, hence fewer images")
 
 
 def markdown(doc: dict) -> str:
@@ -117,7 +117,7 @@ def markdown(doc: dict) -> str:
            if r["train"] else "") + f". {r['source']}." for r in doc["recipes"])
     partial = ("  \nWritten with `--report-only` from the rows this command had finished (those not "
                "in the table are listed under the recipes; run the command again to finish them)."
-               if opts.get("report_only") else "")
+               if opts.get("report_only") and any("seed" in s for s in doc["skipped"]) else "")
     skipped = "".join(f"\n- {s['key']}{' (seed %d)' % s['seed'] if 'seed' in s else ''} not in "
                       f"the table: {s['reason']}." for s in doc["skipped"])
     return f"""# {opts['data']}, {opts['arch']}, l∞ ε = {opts['eps']:g}: method comparison
