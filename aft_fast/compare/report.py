@@ -177,6 +177,7 @@ def plot(doc: dict, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     agg = aggregate(doc["rows"])
     by_key = {a["key"]: a for a in agg}
@@ -198,7 +199,10 @@ def plot(doc: dict, path) -> None:
                 ax.scatter(total, ys, marker=markers[i % len(markers)], s=55,
                            facecolors="none", edgecolors=line.get_facecolor(), zorder=3,
                            label=f"{a['label']} incl. {by_key[a['parent']]['label']}")
-        ax.set_xscale("log")
+        ax.set_xscale("log")  # ticks at 1, 2, 5 × 10^k, written plainly (no crowded minor labels)
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_ylim(0, min(100, 10 + max(100 * r["autoattack_acc"] for r in doc["rows"])))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{aa} accuracy (%)")
