@@ -49,6 +49,9 @@ HELP = {
 }
 
 
+NOT_RECORDED = ("train_only", "report_only", "quiet")  # how to run it, not what it computes
+
+
 class Listing(click.ParamType):
     """A list written as '0,1' or '0 1' (a YAML list from --config too)."""
 
@@ -92,8 +95,8 @@ def _command_line(ctx: click.Context) -> str:
     parts = ["aft-fast", "compare"]
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
-        if param.name in ("train_only", "report_only", "quiet") or param.name not in ctx.params or source not in (ParameterSource.COMMANDLINE,
-                                                          ParameterSource.DEFAULT_MAP):
+        if (param.name in NOT_RECORDED or param.name not in ctx.params
+                or source not in (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)):
             continue
         value, flag = ctx.params[param.name], param.opts[0]
         if getattr(param, "is_flag", False):
