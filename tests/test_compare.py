@@ -89,6 +89,37 @@ def test_masking_check_flags_a_zero_gradient_model_and_passes_a_normal_one(maske
     assert sweep[0.12] == (1.0 if masked else 0.0)  # the gradient finds the flip; noise cannot
 
 
+def test_raising_aa_images_attacks_only_new_images_and_a_new_setting_redoes_only_its_stage(
+        monkeypatch):
+    import aft_fast.compare.evaluation as evaluation
+
+    x, y = _band_data()
+    attacked, pgd_calls = [], []
+    real_aa, real_pgd = evaluation.autoattack_survivors, evaluation.pgd_survivors
+    monkeypatch.setattr(evaluation, "autoattack_survivors", lambda m, xs, ys, alive, p, counts: (
+        attacked.extend(alive.nonzero().flatten().tolist()) or real_aa(m, xs, ys, alive, p, counts)))
+    monkeypatch.setattr(evaluation, "pgd_survivors", lambda *a, **k: (
+        pgd_calls.append(k["steps"]) or real_pgd(*a, **k)))
+    tiny = {k: v for k, v in TINY_PROTOCOL.items() if k != "eval_batch_size"}
+    p = Protocol(eps=0.03, **tiny, weak_steps=2, mask_steps=10, aa_images=10, batch_size=4)
+    state = {}
+    first = evaluation.evaluate_model(Bands(), x, y, p, state=state)
+    assert sorted(attacked) == list(range(10)) and first["autoattack_n"] == 10
+    attacked.clear(), pgd_calls.clear()
+    wider = Protocol(**{**p.settings(), "aa_images": 25, "mask_steps": 11})
+    second = evaluation.evaluate_model(Bands(), x, y, wider, state=state)
+    assert sorted(attacked) == list(range(10, 25))  # only the new images
+    assert set(pgd_calls) == {11}  # clean, weak PGD and PGD reused; the sweep redone
+    assert second["autoattack_n"] == 25 and second["autoattack_candidates"] == 25
+    fresh = evaluation.evaluate_model(Bands(), x, y, wider)
+    assert fresh["autoattack_acc"] == second["autoattack_acc"]
+    assert fresh["autoattack_fooled_by_part"] == second["autoattack_fooled_by_part"]
+    attacked.clear()
+    fewer = Protocol(**{**wider.settings(), "aa_images": 5})  # not a prefix record: redone
+    assert evaluation.evaluate_model(Bands(), x, y, fewer, state=state)["autoattack_n"] == 5
+    assert sorted(attacked) == list(range(5))
+
+
 @pytest.fixture
 def tiny_test_split(small_synthetic, monkeypatch):
     import aft_fast.data as data

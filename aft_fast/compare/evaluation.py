@@ -1,6 +1,8 @@
 """Evaluate one checkpoint with the protocol, stage by stage; every finished stage (and every
 AutoAttack chunk) is saved, so a killed evaluation resumes where it stopped and a finished one is
-never redone. Results are keyed by the protocol's settings and the checkpoint's bytes."""
+never redone. Each stage is keyed by the protocol settings it reads (and all by the checkpoint's
+bytes): changing one setting redoes only the stages that read it, and raising `aa_images` attacks
+only the images not yet attacked."""
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +29,41 @@ def _mean(mask: torch.Tensor) -> float:
 
 
 STAGES = ("clean", "weak", "pgd", "autoattack", "sweep")
+_COMMON = ("eps", "batch_size", "seed")
+# The protocol settings each stage reads. AutoAttack's image count is not among them: a record
+# covering the first k images is extended to more (its chunks are independent).
+READS = {"clean": (), "weak": ("images", "weak_steps", *_COMMON),
+         "pgd": ("images", "pgd_steps", "pgd_restarts", *_COMMON),
+         "autoattack": ("aa_steps", "aa_queries", "aa_targets", *_COMMON),
+         "sweep": ("images", "mask_images", "mask_steps", *_COMMON)}
+
+
+def stage_key(p: Protocol, name: str) -> str:
+    settings = p.settings()
+    text = repr([(k, settings[k]) for k in READS[name]])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def aa_image_count(p: Protocol, n_test: int) -> int:
+    n = n_test if p.images is None else min(p.images, n_test)
+    return n if p.aa_images is None else min(p.aa_images, n)
+
+
+def _finished(stages: dict, name: str, p: Protocol, n_test: int) -> bool:
+    got = stages.get(name)
+    if got is None or got.get("key") != stage_key(p, name):
+        return False
+    if name == "autoattack":
+        return got["images"] == aa_image_count(p, n_test) and got["next"] == got["candidates"]
+    return True
+
+
+def _load_state(state_path: Path, sha: str) -> dict:
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        if state.get("checkpoint_sha256") == sha:
+            return state
+    return {"checkpoint_sha256": sha, "stages": {}}  # another checkpoint: start again
 
 
 def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
@@ -36,30 +73,28 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     from aft_fast import load_checkpoint
 
     state_path = Path(state_path)
-    ident = {"protocol": p.key(), "checkpoint_sha256": file_digest(path)}
-    state = {}
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        if state.get("ident") != ident:
-            state = {}  # another protocol or another checkpoint: start again
-    state["ident"] = ident
-    if only_cached and not all(k in state.get("stages", {}) for k in STAGES):
+    state = _load_state(state_path, file_digest(path))
+    if only_cached and not all(_finished(state["stages"], k, p, len(y)) for k in STAGES):
         return None
     model = load_checkpoint(path, device).eval()
     return evaluate_model(model, x, y, p, state=state,
                           save=lambda: save_torch(state, state_path), say=say)
 
 
-def progress(state_path) -> str:
-    """How far an unfinished evaluation got: its finished stages (and clean accuracy)."""
+def progress(state_path, p: Protocol, n_test: int) -> str:
+    """How far an unfinished evaluation got under `p`: its finished stages (and clean accuracy)."""
     state_path = Path(state_path)
     if not state_path.is_file():
         return "not started"
     stages = torch.load(state_path, weights_only=False).get("stages", {})
-    done = [k for k in STAGES if k in stages]
+    done = [k for k in STAGES if _finished(stages, k, p, n_test)]
     text = f"stages done: {', '.join(done) or 'none'} of {', '.join(STAGES)}"
     if "clean" in stages:
         text += f"; clean accuracy {100 * _mean(stages['clean']['correct']):.2f}% (whole test split)"
+    aa = stages.get("autoattack")
+    if "autoattack" not in done and aa and aa.get("key") == stage_key(p, "autoattack"):
+        text += f"; AutoAttack {aa['next']} of {aa['candidates']} candidates in the first " \
+                f"{aa['images']} images"
     return text
 
 
@@ -75,9 +110,9 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
     common = dict(batch_size=p.batch_size, seed=p.seed)
 
     def stage(name, fn):
-        if name not in stages:
+        if not _finished(stages, name, p, len(y)):
             t0 = time.perf_counter()
-            stages[name] = fn()
+            stages[name] = {**fn(), "key": stage_key(p, name)}
             stages[name]["seconds"] = time.perf_counter() - t0
             save()
             say(f"    {name}: {stages[name]['seconds']:.0f}s")
@@ -89,12 +124,8 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
         model, xs, ys, alive, eps=p.eps, steps=p.weak_steps, restarts=1, **common)[-1]})
     strong = stage("pgd", lambda: {"history": pgd_survivors(
         model, xs, ys, alive, eps=p.eps, steps=p.pgd_steps, restarts=p.pgd_restarts, **common)})
-    na = n if p.aa_images is None else min(p.aa_images, n)
-    if "autoattack" not in stages:
-        stages["autoattack"] = _autoattack(model, xs[:na], ys[:na], alive[:na], p, state, save, say)
-        state.pop("aa_partial", None)
-        save()
-    aa = stages["autoattack"]
+    na = aa_image_count(p, len(y))
+    aa = _autoattack(model, xs[:na], ys[:na], alive[:na], p, stages, save, say)
 
     def sweep():
         m = min(p.mask_images, n)
@@ -109,24 +140,34 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
     return summary(p, n, len(y), clean, weak, strong, aa, sw)
 
 
-def _autoattack(model, xs, ys, alive, p: Protocol, state, save, say) -> dict:
-    """AutoAttack in chunks of `batch_size` candidates, each chunk saved as it finishes."""
-    t0 = time.perf_counter()
-    part = state.setdefault("aa_partial", {"next": 0, "alive": alive.clone(), "counts": {},
-                                          "seconds": 0.0})
+def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
+    """AutoAttack on the clean-correct of (xs, ys) in chunks of `batch_size` candidates, the
+    record saved after every chunk. A record of the same attack settings on fewer images is
+    extended: its candidates come first in the same order, so only the new ones are attacked."""
+    na, key = len(ys), stage_key(p, "autoattack")
+    rec = stages.get("autoattack")
+    if not (rec and rec.get("key") == key and rec["images"] <= na):
+        rec = {"key": key, "images": 0, "next": 0, "alive": alive[:0].clone(), "counts": {},
+               "seconds": 0.0}
+    if rec["images"] < na:
+        rec["alive"] = torch.cat([rec["alive"], alive[rec["images"]:na]])
+        rec["images"] = na
     idx = alive.nonzero().flatten()
-    while part["next"] < len(idx):
-        ids = idx[part["next"]:part["next"] + p.batch_size]
+    rec["candidates"] = len(idx)
+    stages["autoattack"] = rec
+    t0 = time.perf_counter()
+    while rec["next"] < len(idx):
+        ids = idx[rec["next"]:rec["next"] + p.batch_size]
         sub = torch.zeros_like(alive)
         sub[ids] = True
-        left = autoattack_survivors(model, xs, ys, sub, p, part["counts"])
-        part["alive"][ids] = left[ids]
-        part["next"] += len(ids)
-        part["seconds"] += time.perf_counter() - t0
+        left = autoattack_survivors(model, xs, ys, sub, p, rec["counts"])
+        rec["alive"][ids] = left[ids]
+        rec["next"] += len(ids)
+        rec["seconds"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         save()
-        say(f"    autoattack: {part['next']}/{len(idx)} candidates, {part['seconds']:.0f}s")
-    return {"alive": part["alive"], "counts": dict(part["counts"]), "seconds": part["seconds"]}
+        say(f"    autoattack: {rec['next']}/{len(idx)} candidates, {rec['seconds']:.0f}s")
+    return rec
 
 
 def summary(p, n, n_test, clean, weak, strong, aa, sw) -> dict:

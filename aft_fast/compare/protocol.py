@@ -42,11 +42,6 @@ class Protocol:
     def settings(self) -> dict:
         return asdict(self)
 
-    def key(self) -> str:
-        """A short hash of the settings: a cached evaluation is reused only under the same one."""
-        text = repr(sorted(self.settings().items()))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
     @property
     def reference_autoattack(self) -> bool:
         return (self.aa_steps, self.aa_queries, self.aa_targets) == tuple(

@@ -82,12 +82,12 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
                 continue
             if not opts.report_only:
                 say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
-            state_path = out / "evals" / f"seed{seed}" / f"{r.key}.{p.key()}.pt"
+            state_path = out / "evals" / f"seed{seed}" / f"{r.key}.pt"
             scores = evaluate_checkpoint(trained["checkpoint"], x, y, p, state_path,
                                          device=device, say=say, only_cached=opts.report_only)
             if scores is None:
                 doc["skipped"].append({"key": r.key, "seed": seed, "reason": "trained, evaluation "
-                                       f"not finished ({progress(state_path)})"})
+                                       f"not finished ({progress(state_path, p, len(y))})"})
                 continue
             results.append({"seed": seed, "key": r.key, "label": r.label, "parent": r.parent,
                             **trained, **scores})
