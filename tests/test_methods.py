@@ -156,6 +156,66 @@ def test_co_guard_rolls_back_when_pgd_accuracy_collapses(synthetic_opts, tmp_pat
     assert len(train(opts)["rows"]) == 2
 
 
+def test_co_guard_checks_each_epochs_first_training_batch_like_fast_adversarial(
+        synthetic_opts, tmp_path, monkeypatch):
+    import aft_fast.train.co_guard as co_guard
+
+    real, seen = co_guard.accuracy, []
+
+    def record(model, loader, cfg, **kw):
+        (x, y), = loader
+        seen.append((x.clone(), y.clone(), cfg.steps, cfg.alpha / cfg.eps))
+        return real(model, loader, cfg=cfg, **kw)
+
+    firsts, real_observe = [], co_guard.COGuard.observe
+
+    def observe(self, x, y):  # the loop shows the guard every training batch
+        if self.batch is None:
+            firsts.append((x.clone(), y.clone()))
+        real_observe(self, x, y)
+
+    monkeypatch.setattr(co_guard.COGuard, "observe", observe)
+    monkeypatch.setattr(co_guard, "accuracy", record)
+    train(synthetic_opts(tmp_path, "fast", method="fast-at", epochs=2, co_guard=True))
+    assert len(seen) == 2 and [s[2:] for s in seen] == [(5, 0.25), (5, 0.25)]
+    for (x, y, *_), (fx, fy) in zip(seen, firsts):  # the epoch's first training batch
+        assert torch.equal(x, fx) and torch.equal(y, fy)
+    assert not torch.equal(seen[0][0], seen[1][0])  # a new batch each epoch (shuffled)
+    # Measuring draws from the guard's own generator: the same run without it trains the same.
+    from aft_fast import load_checkpoint
+
+    train(synthetic_opts(tmp_path, "plain", method="fast-at", epochs=2))
+    a, b = (load_checkpoint(tmp_path / name / "last.pt").state_dict() for name in ("fast", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_co_guard_stops_on_a_drop_of_more_than_0_2_not_less(monkeypatch):
+    import aft_fast.train.co_guard as co_guard
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.model(x)
+
+    values = iter([0.9, 0.75, 0.5])
+    monkeypatch.setattr(co_guard, "accuracy", lambda *a, **k: {"robust_acc": next(values)})
+    guard, net, weights = co_guard.COGuard(co_guard.guard_attack(0.1)), Net(), []
+    for epoch in range(3):
+        guard.observe(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))
+        weights.append(net.model.weight.detach().clone())
+        row = {}
+        if guard.check(net, row, epoch):
+            break
+        with torch.no_grad():
+            net.model.weight.add_(1.0)  # the next epoch's training
+    assert epoch == 2  # 0.9 -> 0.75 was no collapse
+    assert "0.500 < 0.750 - 0.2" in row["guard"]
+    assert torch.equal(net.model.weight, weights[1])  # the previous epoch's weights are back
+
+
 @pytest.mark.parametrize("name", ["pgd-at", "aft", "fast-at"])
 def test_compile_reaches_the_training_attack(name, monkeypatch):
     import importlib

@@ -73,7 +73,8 @@ HELP = {
     "class_map": "Folder classes -> the pretrained model's output indices: a JSON {class: index} "
                  "file, a class-list file (one a line), or a packaged map (imagenette).",
     "check_files": "Check image files' first/last bytes before training (refuses corrupt folders).",
-    "co_guard": "Fast AT: stop and roll back when PGD accuracy collapses (catastrophic overfitting).",
+    "co_guard": "Fast AT: after each epoch PGD-5 on its first training batch; a drop of more than 0.2 "
+                "below the last epoch's stops the run on that epoch's weights (fast_adversarial).",
     "resume": "Continue the run in --out from last.pt, exactly.",
     "overwrite": "Replace a run already in --out.",
 }

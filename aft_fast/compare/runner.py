@@ -18,6 +18,7 @@ from aft_fast.compare.protocol import Protocol, test_set
 from aft_fast.compare.recipes import Recipe, plan
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, pick_device
+from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
 
 DONE = "compare_done.json"
 
@@ -123,6 +124,8 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                                       "batch_size": opts.batch_size,
                                       "train_images": opts.train_images,
                                       "val_images": opts.val_images}, default=str))
+    if r.train.get("co_guard"):  # a changed rule retrains the row
+        settings["co_guard_rule"] = GUARD_DESCRIPTION
     fresh = False
     if done.is_file():
         info = json.loads(done.read_text())
@@ -166,8 +169,9 @@ def _same_run(run_dir: Path, settings: dict) -> bool:
         recorded = yaml.safe_load((run_dir / "args.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return False
-    keys = [k for k in settings if k not in ("parent", "val_images")]
-    return all(recorded.get(k) == settings[k] for k in keys)
+    keys = [k for k in settings if k not in ("parent", "val_images", "co_guard_rule")]
+    rule = recorded.get("resolved", {}).get("co_guard")
+    return all(recorded.get(k) == settings[k] for k in keys) and rule == settings.get("co_guard_rule")
 
 
 def _best_epoch(run_dir: Path):

@@ -78,6 +78,8 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
                   show=cfg.show, world_size=cfg.dist.world_size)
     for i, (x, y) in enumerate(loader, start=state.batch):
         log.batch_ready()
+        if state.guard is not None:
+            state.guard.observe(x, y)
         trainer.step_index, trainer.time_attack = epoch * n_batches + i, log.times_attack(i)
         stats = state.method.step(trainer, x, y, lr_setter(state, i, n_batches))
         state.sums += torch.stack([torch.as_tensor(v, device=state.sums.device).double()
@@ -121,7 +123,8 @@ def end_epoch(state: TrainState, row: dict, run_dir: RunDir, cfg: LoopConfig) ->
     if state.trainer.nonfinite.skip:
         skipped = check_nonfinite(state, cfg)
         row["skipped_steps"] = skipped - sum(r.get("skipped_steps", 0) for r in state.rows)
-    if state.guard is not None and state.guard.check(state.model, row):
+    if state.guard is not None and state.guard.check(state.model, row, row["epoch"],
+                                                       reduce=cfg.dist.sum):
         state.stopped = row["guard"]
     key = "val_clean_acc" if state.method.name == "natural" else "val_robust_acc"
     improved = state.best is None or (row[key] or 0) >= state.best["value"]

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from aft_fast import distributed
-from aft_fast.attacks import AttackConfig
 from aft_fast.data import make_loaders
 from aft_fast.errors import OptionError
 from aft_fast.models import build, weights_path
-from aft_fast.policy import EVAL_STEPS, OPTIMIZERS, amp_name, default_alpha
+from aft_fast.policy import OPTIMIZERS, amp_name
 from aft_fast.runtime import pick_device
-from aft_fast.train.co_guard import COGuard
+from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
+from aft_fast.train.co_guard import COGuard, guard_attack
 from aft_fast.train.evaluation import eval_budget
 from aft_fast.train.loop import LoopConfig, fit
 from aft_fast.train.methods import METHODS, Trainer, make_method
@@ -77,11 +77,12 @@ def _train(opts: TrainOptions, dist, device) -> dict:
                            check_files=opts.check_files, augment=opts.augment,
                            class_map=opts.class_map, train_images=opts.train_images)
     model = _model(opts, loaders.spec, device)
-    first_batch = check_input_size(model, loaders.val, opts)
+    check_input_size(model, loaders.val, opts)
     state, epochs, config = _state(opts, model, device, dist, loaders.spec, plan)
     config["resolved"]["augment"] = loaders.spec.augment
     if opts.co_guard:
-        state.guard = COGuard(first_batch, guard_attack(opts))
+        state.guard = COGuard(guard_attack(opts.eps), seed=opts.seed)
+        config["resolved"]["co_guard"] = GUARD_DESCRIPTION
     budget = eval_budget(method=opts.method, eps=opts.eps, steps=opts.eval_steps,
                          full=opts.eval_full, images=opts.eval_images,
                          train_size=loaders.spec.train_size, max_batches=opts.eval_max_batches,
@@ -105,8 +106,8 @@ def _model(opts: TrainOptions, spec, device) -> torch.nn.Module:
 
 def check_input_size(model, loader, opts: TrainOptions):
     """One forward of one batch before training: an image size the network cannot take fails
-    here, naming the option. Returns that batch (the co-guard's held batch). The global RNG is
-    left as it was (a loader's iterator may draw from it)."""
+    here, naming the option. The global RNG is left as it was (a loader's iterator may draw
+    from it)."""
     with torch.random.fork_rng(devices=[]):
         x, y = next(iter(loader))
     was_training = model.training
@@ -120,12 +121,6 @@ def check_input_size(model, loader, opts: TrainOptions):
                           "--arch") from None
     finally:
         model.train(was_training)
-    return x, y
-
-
-def guard_attack(opts: TrainOptions) -> AttackConfig:
-    steps = opts.eval_steps or EVAL_STEPS
-    return AttackConfig(opts.eps, default_alpha(opts.eps, steps), steps)
 
 
 def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.BatchPlan):
