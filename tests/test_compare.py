@@ -46,6 +46,22 @@ def test_cost_counts_passes_per_training_image():
     assert passes_per_epoch("free-at", replays=4) == 4
 
 
+def test_rift_cost_counts_its_mrc_and_alpha_search(tmp_path):
+    from aft_fast.compare.cost import rift_search_passes
+    from aft_fast.compare.runner import row_passes
+    from aft_fast.io import write_json
+
+    write_json({"settings": {"examples": 512, "attack_steps": 10, "ascent_steps": 10},
+                "cost": {"modules": 4}}, tmp_path / "mrc.json")
+    write_json({"attack_steps": 10, "rows": [{"alpha": a / 10, "n": 5000} for a in range(11)]},
+               tmp_path / "interpolation.json")
+    # MRC: 512 x (10 PGD steps + 4 modules x 10 ascent steps); α search: 11 x 5000 x 10
+    assert rift_search_passes(tmp_path) == 512 * 50 + 550_000
+    rift = next(r for r in plan(arch="small_cnn", eps=0.1, epochs=8, train_steps=5, replays=None,
+                                aft_epochs=None) if r.key == "rift")
+    assert row_passes(rift, tmp_path, {"epochs_run": 1}, 10_000) == pytest.approx(1 + 57.56)
+
+
 def test_options_refuse_a_child_without_its_parent():
     with pytest.raises(OptionError) as err:
         CompareOptions(methods=("pgd-at", "aft")).check()
@@ -94,10 +110,14 @@ def test_raising_aa_images_attacks_only_new_images_and_a_new_setting_redoes_only
     import aft_fast.compare.evaluation as evaluation
 
     x, y = _band_data()
+    x[::3] = 0.48 + (x[::3] - 0.4) / 0.2 * 0.04  # every third image low-contrast: fooled
     attacked, pgd_calls = [], []
     real_aa, real_pgd = evaluation.autoattack_survivors, evaluation.pgd_survivors
-    monkeypatch.setattr(evaluation, "autoattack_survivors", lambda m, xs, ys, alive, p, counts: (
-        attacked.extend(alive.nonzero().flatten().tolist()) or real_aa(m, xs, ys, alive, p, counts)))
+    def recording_aa(m, xs, ys, alive, p, counts):
+        attacked.extend(alive.nonzero().flatten().tolist())
+        return real_aa(m, xs, ys, alive, p, counts)
+
+    monkeypatch.setattr(evaluation, "autoattack_survivors", recording_aa)
     monkeypatch.setattr(evaluation, "pgd_survivors", lambda *a, **k: (
         pgd_calls.append(k["steps"]) or real_pgd(*a, **k)))
     tiny = {k: v for k, v in TINY_PROTOCOL.items() if k != "eval_batch_size"}
@@ -115,9 +135,13 @@ def test_raising_aa_images_attacks_only_new_images_and_a_new_setting_redoes_only
     assert fresh["autoattack_acc"] == second["autoattack_acc"]
     assert fresh["autoattack_fooled_by_part"] == second["autoattack_fooled_by_part"]
     attacked.clear()
-    fewer = Protocol(**{**wider.settings(), "aa_images": 5})  # not a prefix record: redone
-    assert evaluation.evaluate_model(Bands(), x, y, fewer, state=state)["autoattack_n"] == 5
-    assert sorted(attacked) == list(range(5))
+    fewer = Protocol(**{**wider.settings(), "aa_images": 5})  # answered by the larger record
+    out = evaluation.evaluate_model(Bands(), x, y, fewer, state=state)
+    assert attacked == [] and out["autoattack_n"] == 5
+    assert state["stages"]["autoattack"]["images"] == 25  # the larger record is kept
+    assert out["autoattack_fooled_by_part"] is None  # kept for the whole record only
+    assert out["autoattack_acc"] == pytest.approx(3 / 5)  # images 0 and 3 fooled
+    assert second["autoattack_acc"] == pytest.approx(16 / 25)
 
 
 @pytest.fixture

@@ -54,8 +54,14 @@ def _finished(stages: dict, name: str, p: Protocol, n_test: int) -> bool:
     if got is None or got.get("key") != stage_key(p, name):
         return False
     if name == "autoattack":
-        return got["images"] == aa_image_count(p, n_test) and got["next"] == got["candidates"]
+        na = aa_image_count(p, n_test)
+        return got["images"] >= na and got["next"] >= _candidates(stages, na)
     return True
+
+
+def _candidates(stages: dict, na: int) -> int:
+    """AutoAttack's candidates in the first `na` images: those correct clean."""
+    return int(stages["clean"]["correct"][:na].sum()) if "clean" in stages else -1
 
 
 def _load_state(state_path: Path, sha: str) -> dict:
@@ -93,8 +99,9 @@ def progress(state_path, p: Protocol, n_test: int) -> str:
         text += f"; clean accuracy {100 * _mean(stages['clean']['correct']):.2f}% (whole test split)"
     aa = stages.get("autoattack")
     if "autoattack" not in done and aa and aa.get("key") == stage_key(p, "autoattack"):
-        text += f"; AutoAttack {aa['next']} of {aa['candidates']} candidates in the first " \
-                f"{aa['images']} images"
+        na = aa_image_count(p, n_test)
+        text += f"; AutoAttack {min(aa['next'], _candidates(stages, na))} of " \
+                f"{_candidates(stages, na)} candidates in the first {na} images"
     return text
 
 
@@ -141,20 +148,20 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
 
 
 def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
-    """AutoAttack on the clean-correct of (xs, ys) in chunks of `batch_size` candidates, the
-    record saved after every chunk. A record of the same attack settings on fewer images is
-    extended: its candidates come first in the same order, so only the new ones are attacked."""
+    """AutoAttack on the clean-correct of (xs, ys) in chunks of `batch_size` candidates, in
+    image order, the record saved after every chunk. One record per attack setting serves every
+    image count: a record of fewer images is extended (only the new candidates are attacked), a
+    record of more images answers for its first ones (their candidates come first)."""
     na, key = len(ys), stage_key(p, "autoattack")
     rec = stages.get("autoattack")
-    if not (rec and rec.get("key") == key and rec["images"] <= na):
+    if not (rec and rec.get("key") == key):
         rec = {"key": key, "images": 0, "next": 0, "alive": alive[:0].clone(), "counts": {},
                "seconds": 0.0}
     if rec["images"] < na:
         rec["alive"] = torch.cat([rec["alive"], alive[rec["images"]:na]])
         rec["images"] = na
-    idx = alive.nonzero().flatten()
-    rec["candidates"] = len(idx)
     stages["autoattack"] = rec
+    idx = alive.nonzero().flatten()  # the candidates in the first na images
     t0 = time.perf_counter()
     while rec["next"] < len(idx):
         ids = idx[rec["next"]:rec["next"] + p.batch_size]
@@ -167,7 +174,12 @@ def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
         t0 = time.perf_counter()
         save()
         say(f"    autoattack: {rec['next']}/{len(idx)} candidates, {rec['seconds']:.0f}s")
-    return rec
+    if rec["images"] == na:
+        return rec
+    # The first na of a larger record: fooled-by-part counts are kept for the whole record
+    # only; the seconds are its mean per attacked candidate times this many candidates.
+    return {"alive": rec["alive"][:na], "counts": None,
+            "seconds": rec["seconds"] * len(idx) / max(1, rec["next"])}
 
 
 def summary(p, n, n_test, clean, weak, strong, aa, sw) -> dict:

@@ -70,7 +70,8 @@ def test_set(data: str, *, image_size: int | None = None) -> tuple[torch.Tensor,
               "order": "make_loaders(data).test in iteration order (unshuffled; for fashion-mnist "
                        "the official t10k file order, for mnist5k its fixed 1,000-image test "
                        "split, for a folder the sorted files of its test directory)",
-              "labels_sha256": digest(y), "images_sha256": digest(x)}
+              "labels_sha256": digest(y), "images_sha256": digest(x),
+              "train_split_images": loaders.spec.train_size}  # what training costs are per
     return x, y, record
 
 

@@ -37,10 +37,15 @@ def _pct(stat: dict) -> str:
     return s + (f" ± {100 * stat['sd']:.2f}" if stat["sd"] is not None else "")
 
 
+def _passes(value: float) -> str:
+    return f"{round(value, 1):g}"
+
+
 def _cost(a: dict, by_key: dict) -> str:
-    text = f"{a['passes_per_image']:g}"
+    text = _passes(a["passes_per_image"])
     if a["parent"] in by_key:
-        text += f" (+{by_key[a['parent']]['passes_per_image']:g} {by_key[a['parent']]['label']})"
+        parent = by_key[a["parent"]]
+        text += f" (+{_passes(parent['passes_per_image'])} {parent['label']})"
     return text
 
 
@@ -105,7 +110,8 @@ def markdown(doc: dict) -> str:
                         f"{100 * r['pgd_acc']:.2f} | "
                         f"{100 * r.get('pgd_acc_autoattack_images', r['pgd_acc']):.2f} | "
                         f"{100 * r['autoattack_acc']:.2f} | "
-                        f"{100 * r['worst_case_acc']:.2f} | {flags} | {r['passes_per_image']:g} | "
+                        f"{100 * r['worst_case_acc']:.2f} | {flags} | "
+                        f"{_passes(r['passes_per_image'])} | "
                         f"{r['train_seconds']:.0f} |")
     reduced = "" if doc["reference_autoattack"] else (
         f"\n\n\\* AutoAttack reduced from the reference (APGD-CE/APGD-T/FAB-T 100 iterations, 9 "
@@ -135,8 +141,9 @@ and the masking check: the first {n_eval} test images; {aa} and "worst of both":
 robust only if it is correct clean and attacked. AT passes / image: forward+backward passes per
 training image of the adversarial (or natural) training, counted from the recipe and the epochs
 run (see `aft_fast/compare/cost.py`); AT device s: seconds of training on this device, per-epoch
-validation excluded{_load(doc)}. AFT's (and RiFT's) figures are the fine-tuning only; the parent model's cost
-is in parentheses (and in its own row).{reduced}
+validation excluded{_load(doc)}. AFT's figures are its fine-tuning only, RiFT's its whole
+pipeline (MRC, fine-tuning, and the α search's PGD on the validation images); the parent model's
+cost is in parentheses (and in its own row).{reduced}
 
 ## Per seed
 {chr(10).join(per_seed)}

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from aft_fast.compare import report
-from aft_fast.compare.cost import passes_per_image
+from aft_fast.compare.cost import passes_per_image, rift_search_passes
 from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
@@ -55,6 +55,7 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
     recipes = recipes_of(opts)
     p = protocol_of(opts)
     x, y, split = test_set(opts.data)
+    train_size = opts.train_images or split["train_split_images"]
     skipped = [] if "rift" in opts.methods and rift_available() else [
         {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"
                                   if rift_available() is False else "not in --methods"}]
@@ -79,6 +80,7 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
                                        f"finished ({done} of {r.epochs} epochs)"})
                 continue
             ckpts[r.key] = trained["checkpoint"]
+            trained = {**trained, "passes_per_image": row_passes(r, run_dir, trained, train_size)}
             if opts.train_only:
                 continue
             if not opts.report_only:
@@ -100,6 +102,13 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
         _write(doc, dest)
         say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
     return doc
+
+
+def row_passes(r: Recipe, run_dir: Path, trained: dict, train_size: int) -> float:
+    """Forward/backward passes per training image of the row (see `cost`); RiFT's MRC and α
+    search count too."""
+    passes = passes_per_image(r.key, trained["epochs_run"], steps=r.steps, replays=r.replays)
+    return passes + (rift_search_passes(run_dir) / train_size if r.key == "rift" else 0)
 
 
 def _write(doc: dict, dest: Path) -> None:
@@ -153,8 +162,6 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "train_seconds": sum(row.get("epoch_seconds") or 0.0 for row in rows),
                 "stopped_early": next((row["guard"] for row in rows if "guard" in row), None),
                 "best_epoch": _best_epoch(run_dir)}
-    info["passes_per_image"] = passes_per_image(r.key, info["epochs_run"], steps=r.steps,
-                                                replays=r.replays)
     info["settings"] = settings
     write_json(info, done)
     return info
@@ -171,7 +178,8 @@ def _same_run(run_dir: Path, settings: dict) -> bool:
         return False
     keys = [k for k in settings if k not in ("parent", "val_images", "co_guard_rule")]
     rule = recorded.get("resolved", {}).get("co_guard")
-    return all(recorded.get(k) == settings[k] for k in keys) and rule == settings.get("co_guard_rule")
+    same = all(recorded.get(k) == settings[k] for k in keys)
+    return same and rule == settings.get("co_guard_rule")
 
 
 def _best_epoch(run_dir: Path):

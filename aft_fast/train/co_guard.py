@@ -69,4 +69,5 @@ class COGuard:
     def load_state_dict(self, state: dict, device) -> None:
         self.last_acc = state.get("last_acc")
         weights = state.get("last_weights")
-        self.last_weights = None if weights is None else {k: v.to(device) for k, v in weights.items()}
+        self.last_weights = None if weights is None else {
+            k: v.to(device) for k, v in weights.items()}
