@@ -95,7 +95,8 @@ def markdown(doc: dict) -> str:
         epochs = ", ".join(str(e) for e in a["epochs_run"])
         if any(a["stopped_early"]):
             epochs += " (early stop)"
-        lines.append(f"| {a['label']} | {by_key[a['parent']]['label'] if a['parent'] else 'scratch'} "
+        parent = by_key[a["parent"]]["label"] if a["parent"] in by_key else a["parent"]
+        lines.append(f"| {a['label']} | {parent or 'scratch'} "
                      f"| {_pct(a['clean_acc'])} | {_pct(a['pgd_acc'])} | {_pct(a['autoattack_acc'])} "
                      f"| {masking} | {_cost(a, by_key)} | {_seconds(a, by_key)} | {epochs} |")
     per_seed = ["| method | seed | clean | " + pgd + f" | {pgd} on AutoAttack's images | "

@@ -75,9 +75,11 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
                 say(f"[seed {seed}] {r.label}: training ({r.epochs} epochs)")
             trained = train_row(r, seed, run_dir, parent, opts)
             if trained is None:  # --report-only: the run has not finished
-                done = len(_read_rows(run_dir))
-                doc["skipped"].append({"key": r.key, "seed": seed, "reason": f"training not "
-                                       f"finished ({done} of {r.epochs} epochs)"})
+                reason = (f"training not finished ({len(_read_rows(run_dir))} of {r.epochs} "
+                          "epochs)")
+                if (run_dir / DONE).is_file():
+                    reason = "trained with other settings than this command's (run it to retrain)"
+                doc["skipped"].append({"key": r.key, "seed": seed, "reason": reason})
                 continue
             ckpts[r.key] = trained["checkpoint"]
             trained = {**trained, "passes_per_image": row_passes(r, run_dir, trained, train_size)}
