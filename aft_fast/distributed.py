@@ -6,9 +6,12 @@ its own data shard, metrics are summed across ranks, and only rank 0 writes file
 The global batch is what a run is: `--batch-size` per process, or `--global-batch` split over the
 processes. `--resume` keeps the recorded global batch under any world size (the per-process batch
 is recomputed), since rank r reads every world_size-th sample of one shuffled order (`Batches`),
-so the union of the ranks' batch i is the one-process batch i. What a new world size would change
-is refused (`plan_batch`, `wrap`): a global batch the processes cannot split evenly, a method's
-per-process state (Free AT's perturbation), BatchNorm statistics over a per-process batch.
+so the union of the ranks' batch i is the one-process batch i. Each rank draws its own random
+stream (`rank_seed`) and a checkpoint keeps every rank's stream, partial sums and method state,
+so a resume under the same world size continues each rank exactly. What a new world size would
+change is refused (`plan_batch`, `wrap`): a global batch the processes cannot split evenly, a
+method's per-process state (Free AT's perturbation), BatchNorm statistics over a per-process
+batch.
 """
 from __future__ import annotations
 
@@ -46,6 +49,20 @@ class Dist:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def gather(self, obj) -> list | None:
+        """Every rank's `obj` on rank 0 (None on the others, and in one process)."""
+        if not self.enabled:
+            return None
+        out = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank r's random stream (random starts, augmentation): rank 0 keeps the run's seed, so it
+    draws as one process would; every other rank draws its own."""
+    return seed + 1_000_003 * rank
 
 
 def _env_int(name: str, default: str | None = None) -> int:

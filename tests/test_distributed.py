@@ -70,6 +70,36 @@ def test_resume_under_another_world_size_keeps_the_global_batch(tmp_path):
     out = launch(1, tmp_path / "moved", 0, 2, "--resume")  # 0: no --global-batch given
     assert "RESOLVED 1 16 16" in out
     assert_close(weights(tmp_path / "moved"), weights(tmp_path / "whole"))
+    # The resumed epoch's sums start from both old ranks' counts: its row is the one-process row.
+    assert_rows_close(tmp_path / "moved", tmp_path / "whole")
+
+
+def rows(run_dir: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_rows_close(a: Path, b: Path) -> None:
+    for ra, rb in zip(rows(a), rows(b), strict=True):
+        for k in ("train_loss", "train_acc"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5), (ra["epoch"], k)
+
+
+@pytest.mark.slow
+def test_two_process_free_at_resumes_every_ranks_state(tmp_path):
+    """Free AT carries a perturbation per process: killed mid-epoch and resumed under the same
+    two processes, every rank continues its own (and its own partial sums and random stream)."""
+    launch(2, tmp_path / "whole", 16, 2, "--method", "free-at")
+    launch(2, tmp_path / "cut", 16, 2, "--method", "free-at", "--save-every", 2,
+           "--stop-after", 6, expect=1)
+    ranks = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["progress"]["ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["method_state"]["delta"],
+                                                ranks[1]["method_state"]["delta"])
+    assert not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])  # own streams
+    launch(2, tmp_path / "cut", 16, 2, "--method", "free-at", "--resume")
+    assert_close(weights(tmp_path / "cut"), weights(tmp_path / "whole"))
+    assert_rows_close(tmp_path / "cut", tmp_path / "whole")
 
 
 # ------------------------------------------------------------------- refusals (no processes)

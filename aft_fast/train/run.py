@@ -92,6 +92,8 @@ def _train(opts: TrainOptions, dist, device) -> dict:
     run_dir.start(config, state.schedule)
     loop = LoopConfig(int(math.ceil(epochs)), budget, save_every=opts.save_every,
                       log_every=opts.log_every, quiet=opts.quiet, dist=dist)
+    if dist.rank:  # after the model is built (DDP makes every rank start from rank 0's weights)
+        seed_everything(distributed.rank_seed(opts.seed, dist.rank))
     summary = fit(state, loaders, run_dir, loop, resume=opts.resume)
     return {**summary, "run_dir": opts.out, "config": config}
 
@@ -153,4 +155,5 @@ def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.Batc
         "global_batch": plan.global_batch, "batch_per_process": plan.per_process}}
     meta = dict(arch=opts.arch, num_classes=spec.num_classes, input_size=spec.image_size,
                 method=method.name, config=config)
-    return TrainState(method, model, trainer, schedule, meta), epochs, config
+    return TrainState(method, model, trainer, schedule, meta, dist=dist, seed=opts.seed), epochs, \
+        config

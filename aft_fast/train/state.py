@@ -3,6 +3,10 @@
 The position is the next batch to run (`epoch`, `batch`): 0 at the start of an epoch, or the
 batch after the last one done when a run stops mid-epoch (SIGTERM, --save-every). With it go the
 epoch's partial sums, so a resumed epoch's metrics row is the one the run would have written.
+Under DDP what differs between ranks (random stream, partial sums, method state such as Free
+AT's perturbation) is kept for every rank ("progress"/"ranks"); the top-level "rng" and
+"method_state" are rank 0's. Resumed under another world size, rank 0 continues rank 0's stream,
+the other ranks start their own, and the partial sums of all old ranks go to rank 0.
 The checkpoint's "epoch" key keeps its meaning: the last finished epoch (-1 before the first).
 """
 from __future__ import annotations
@@ -11,7 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aft_fast.train.checkpoint import set_rng_state
+from aft_fast.distributed import Dist, rank_seed
+from aft_fast.train.checkpoint import rng_state, set_rng_state
 from aft_fast.train.co_guard import COGuard
 from aft_fast.train.methods import Method, Trainer
 
@@ -31,6 +36,8 @@ class TrainState:
     best: dict | None = None  # {"epoch", "metric", "value"} of best.pt
     stopped: str | None = None  # why the run ended early (the co-guard): a resume does nothing
     n_batches: int = 1  # batches per epoch (turns a global step into epoch and batch)
+    dist: Dist = field(default_factory=Dist)
+    seed: int = 0
 
     @property
     def optimizer(self):
@@ -42,10 +49,12 @@ class TrainState:
     def checkpoint(self) -> dict:
         """`save_checkpoint`'s keyword arguments for the current position."""
         sums = self.sums.cpu() if self.sums is not None and self.batch else None
+        ranks = self.dist.gather({"rng": rng_state(), "sums": sums,
+                                  "method_state": self.method.state_dict()})
         progress = {"epoch": self.epoch, "batch": self.batch, "sums": sums, "history": self.rows,
                     "nonfinite": self.trainer.nonfinite.state_dict(),
                     "guard": self.guard.state_dict() if self.guard else None,
-                    "stopped": self.stopped}
+                    "stopped": self.stopped, "ranks": ranks}
         return dict(model=self.model, epoch=self.epoch - 1, optimizer=self.optimizer,
                     scaler=self.trainer.scaler, schedule=self.schedule,
                     metrics=self.rows[-1] if self.rows else {}, best=self.best,
@@ -58,13 +67,28 @@ class TrainState:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             self.trainer.scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        self.method.load_state_dict(ckpt.get("method_state") or {})
         progress = ckpt.get("progress") or {"epoch": ckpt["epoch"] + 1, "batch": 0}
+        ranks = progress.get("ranks")
+        mine = ranks[self.dist.rank] if ranks and len(ranks) == self.dist.world_size else None
+        set_rng_state(mine["rng"] if mine else ckpt["rng"])
+        if mine is None and self.dist.rank:  # another world size: a stream of this rank's own,
+            # moved on by the position so it is not the one the rank started the run with
+            torch.manual_seed(rank_seed(self.seed, self.dist.rank) + 1 + progress["epoch"])
+        self.method.load_state_dict((mine or ckpt).get("method_state") or {})
         self.epoch, self.batch, self.best = progress["epoch"], progress["batch"], ckpt.get("best")
         self.rows, self.stopped = list(progress.get("history") or []), progress.get("stopped")
         self.trainer.nonfinite.load_state_dict(progress.get("nonfinite") or {})
         if self.guard is not None and progress.get("guard"):
             self.guard.load_state_dict(progress["guard"], self.trainer.device)
-        sums = progress.get("sums")
+        sums = mine["sums"] if mine else _all_ranks_sums(progress, ranks)
+        if mine is None and sums is not None and self.dist.rank:
+            sums = torch.zeros_like(sums)  # the old ranks' counts are on rank 0
         self.sums = sums.to(self.trainer.device) if sums is not None else None
+
+
+def _all_ranks_sums(progress: dict, ranks: list | None):
+    """The epoch's partial sums over every rank that wrote `progress` (one process: its own)."""
+    if not ranks:
+        return progress.get("sums")
+    parts = [r["sums"] for r in ranks if r["sums"] is not None]
+    return torch.stack(parts).sum(0) if parts else None
