@@ -66,8 +66,9 @@ def run_mrc(opts: RiftOptions) -> dict:
               "settings": {"eps": eps, "rho": opts.rho, "examples": len(y),
                            "split": "train_eval (the first examples of the training split)",
                            "attack": f"PGD-{opts.attack_steps}, eval mode, alpha 2.5*eps/steps",
-                           "attack_steps": opts.attack_steps, "ascent_steps": opts.mrc_steps, "step": "2.5*rho*||w||/steps, "
-                           "normalised gradient, projected after every step",
+                           "attack_steps": opts.attack_steps, "ascent_steps": opts.mrc_steps,
+                           "step": "2.5*rho*||w||/steps, normalised gradient, projected after "
+                           "every step",
                            "activation_cache": opts.activation_cache},
               "cost": {"adversarial_examples_seconds": t_adv, "total_seconds": total,
                        "modules": len(rows),
@@ -149,8 +150,9 @@ def run_interpolate(opts: RiftOptions) -> dict:
                              "val_robust_acc": chosen["robust_acc"], "alpha": chosen["alpha"]})
     report = {"checkpoint": opts.checkpoint, "finetuned": ft_path, "eps": eps,
               "attack": f"PGD-{opts.eval_steps}, eval mode, alpha 2.5*eps/steps, seed {opts.seed}",
-              "attack_steps": opts.eval_steps, "split": "val", "tolerance": opts.tolerance, "rule": "highest val clean accuracy "
-              "with val robust accuracy >= AT's - tolerance; ties to the smaller alpha",
+              "attack_steps": opts.eval_steps, "split": "val", "tolerance": opts.tolerance,
+              "rule": "highest val clean accuracy with val robust accuracy >= AT's - tolerance; "
+              "ties to the smaller alpha",
               "reference": reference, "chosen": chosen, "rows": rows,
               "environment": environment(device)}
     write_json(report, out / "interpolation.json")
