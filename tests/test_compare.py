@@ -138,7 +138,7 @@ def test_raising_aa_images_attacks_only_new_images_and_a_new_setting_redoes_only
     fewer = Protocol(**{**wider.settings(), "aa_images": 5})  # answered by the larger record
     out = evaluation.evaluate_model(Bands(), x, y, fewer, state=state)
     assert attacked == [] and out["autoattack_n"] == 5
-    assert state["stages"]["autoattack"]["images"] == 25  # the larger record is kept
+    assert len(state["stages"]["autoattack"]["alive"]) == 25  # the larger record is kept
     assert out["autoattack_fooled_by_part"] is None  # kept for the whole record only
     assert out["autoattack_acc"] == pytest.approx(3 / 5)  # images 0 and 3 fooled
     assert second["autoattack_acc"] == pytest.approx(16 / 25)

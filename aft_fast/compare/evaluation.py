@@ -55,7 +55,7 @@ def _finished(stages: dict, name: str, p: Protocol, n_test: int) -> bool:
         return False
     if name == "autoattack":
         na = aa_image_count(p, n_test)
-        return got["images"] >= na and got["next"] >= _candidates(stages, na)
+        return len(got["alive"]) >= na and got["next"] >= _candidates(stages, na)
     return True
 
 
@@ -155,11 +155,9 @@ def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
     na, key = len(ys), stage_key(p, "autoattack")
     rec = stages.get("autoattack")
     if not (rec and rec.get("key") == key):
-        rec = {"key": key, "images": 0, "next": 0, "alive": alive[:0].clone(), "counts": {},
-               "seconds": 0.0}
-    if rec["images"] < na:
-        rec["alive"] = torch.cat([rec["alive"], alive[rec["images"]:na]])
-        rec["images"] = na
+        rec = {"key": key, "next": 0, "alive": alive[:0].clone(), "counts": {}, "seconds": 0.0}
+    if len(rec["alive"]) < na:  # the record's images, then the new ones as they are clean
+        rec["alive"] = torch.cat([rec["alive"], alive[len(rec["alive"]):]])
     stages["autoattack"] = rec
     idx = alive.nonzero().flatten()  # the candidates in the first na images
     t0 = time.perf_counter()
@@ -174,7 +172,7 @@ def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
         t0 = time.perf_counter()
         save()
         say(f"    autoattack: {rec['next']}/{len(idx)} candidates, {rec['seconds']:.0f}s")
-    if rec["images"] == na:
+    if len(rec["alive"]) == na:
         return rec
     # The first na of a larger record: fooled-by-part counts are kept for the whole record
     # only; the seconds are its mean per attacked candidate times this many candidates.
