@@ -8,7 +8,9 @@ sets the robust accuracy next to the table's PGD figure on the same images.
 
     python benchmarks/verify_compare.py --table benchmarks/results/compare/fashion-mnist/table.json
 
-Writes verify.json and verify.md next to the table.
+Writes verify.json and verify.md next to the table. A row already in that verify.json with the
+same checkpoint bytes (SHA-256) and the same attack is taken from it, not attacked again
+(`--fresh` attacks every row).
 """
 from __future__ import annotations
 
@@ -59,6 +61,15 @@ def robust_mask(model, x, y, *, eps: float, steps: int, restarts: int, seed: int
     return alive
 
 
+def checked_before(path: Path) -> dict:
+    """The rows of an earlier verify.json, by (checkpoint SHA-256, images, attack)."""
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {(r["checkpoint_sha256"], r["n"], json.dumps(r["attack"], sort_keys=True)): r
+            for r in rows if "checkpoint_sha256" in r and "attack" in r}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", required=True, help="table.json of `aft-fast compare`")
@@ -66,6 +77,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None,
                     help="First N test images (default: AutoAttack's images of the table)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--fresh", action="store_true", help="Ignore the verify.json already there")
     args = ap.parse_args()
     from aft_fast import load_checkpoint
 
@@ -80,19 +92,27 @@ def main() -> None:
     if not all(same.values()):
         raise SystemExit(f"the test split differs from the table's record: {same}")
     torch.set_grad_enabled(False)
+    attack = {"eps": protocol["eps"], "steps": protocol["pgd_steps"],
+              "restarts": protocol["pgd_restarts"], "seed": args.seed}
+    before = {} if args.fresh else checked_before(table_path.parent / "verify.json")
     out = []
     for row in doc["rows"]:
         n = args.images or row.get("autoattack_n", row["n"])
-        model = load_checkpoint(row["checkpoint"]).eval()
-        t0 = time.perf_counter()
-        mask = robust_mask(model, x[:n], y[:n], eps=protocol["eps"], steps=protocol["pgd_steps"],
-                           restarts=protocol["pgd_restarts"], seed=args.seed)
+        digest = hashlib.sha256(Path(row["checkpoint"]).read_bytes()).hexdigest()
         table_pgd = row.get("pgd_acc_autoattack_images") if n == row.get("autoattack_n") else (
             row["pgd_acc"] if n == row["n"] else None)
+        done = before.get((digest, n, json.dumps(attack, sort_keys=True)))
+        if done is None:
+            model = load_checkpoint(row["checkpoint"]).eval()
+            t0 = time.perf_counter()
+            mask = robust_mask(model, x[:n], y[:n], eps=attack["eps"], steps=attack["steps"],
+                               restarts=attack["restarts"], seed=args.seed)
+            done = {"independent_pgd_acc": float(mask.float().mean()),
+                    "seconds": round(time.perf_counter() - t0, 1)}
         out.append({"method": row["label"], "seed": row["seed"], "checkpoint": row["checkpoint"],
-                    "n": n, "independent_pgd_acc": float(mask.float().mean()),
-                    "table_pgd_acc": table_pgd, "table_autoattack_acc": row["autoattack_acc"],
-                    "seconds": round(time.perf_counter() - t0, 1)})
+                    "checkpoint_sha256": digest, "n": n, "attack": attack,
+                    "independent_pgd_acc": done["independent_pgd_acc"], "table_pgd_acc": table_pgd,
+                    "table_autoattack_acc": row["autoattack_acc"], "seconds": done["seconds"]})
         print(out[-1], flush=True)
     steps, restarts = protocol["pgd_steps"], protocol["pgd_restarts"]
     lines = [f"# Independent check of `{table_path}`", "",
@@ -100,7 +120,8 @@ def main() -> None:
              "match the table's SHA-256. Each checkpoint loaded with `aft_fast.load_checkpoint`; "
              f"torchattacks {__import__('torchattacks').__version__} PGD-{steps}, α = 2.5ε/{steps}, "
              f"{restarts} random starts (its own, seed {args.seed}), worst case per image, fp32, "
-             "eval mode.", "",
+             "eval mode. A row whose checkpoint bytes (SHA-256) and attack an earlier check "
+             "already covered is taken from its verify.json.", "",
              "| method | seed | images | table: PGD (engine) | independent: PGD (torchattacks) | "
              "difference (points) | table: AutoAttack |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in out:
