@@ -106,7 +106,7 @@ def test_masking_check_flags_a_zero_gradient_model_and_passes_a_normal_one(maske
 
 
 def test_raising_aa_images_attacks_only_new_images_and_a_new_setting_redoes_only_its_stage(
-        monkeypatch):
+        monkeypatch, tmp_path):
     import aft_fast.compare.evaluation as evaluation
 
     x, y = _band_data()
@@ -127,6 +127,10 @@ def test_raising_aa_images_attacks_only_new_images_and_a_new_setting_redoes_only
     assert sorted(attacked) == list(range(10)) and first["autoattack_n"] == 10
     attacked.clear(), pgd_calls.clear()
     wider = Protocol(**{**p.settings(), "aa_images": 25, "mask_steps": 11})
+    torch.save(state, tmp_path / "state.pt")  # what --report-only says of it under `wider`
+    assert evaluation.progress(tmp_path / "state.pt", wider, len(y)) == (
+        "stages done: clean, weak, pgd; left: autoattack, sweep; clean accuracy 100.00% (whole "
+        "test split); AutoAttack 10 of 25 candidates in the first 25 images")
     second = evaluation.evaluate_model(Bands(), x, y, wider, state=state)
     assert sorted(attacked) == list(range(10, 25))  # only the new images
     assert set(pgd_calls) == {11}  # clean, weak PGD and PGD reused; the sweep redone

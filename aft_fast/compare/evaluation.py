@@ -94,7 +94,8 @@ def progress(state_path, p: Protocol, n_test: int) -> str:
         return "not started"
     stages = torch.load(state_path, weights_only=False).get("stages", {})
     done = [k for k in STAGES if _finished(stages, k, p, n_test)]
-    text = f"stages done: {', '.join(done) or 'none'} of {', '.join(STAGES)}"
+    left = [k for k in STAGES if k not in done]
+    text = f"stages done: {', '.join(done) or 'none'}; left: {', '.join(left)}"
     if "clean" in stages:
         text += f"; clean accuracy {100 * _mean(stages['clean']['correct']):.2f}% (whole test split)"
     aa = stages.get("autoattack")
