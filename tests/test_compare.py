@@ -235,3 +235,54 @@ def test_method_defaults_follow_the_reference_code_and_eps_warms_up():
     assert m.eps == pytest.approx(0.025) and m.alpha == pytest.approx(0.0125)
     m.set_progress(3.0)
     assert m.eps == pytest.approx(0.1) and m.alpha == pytest.approx(0.05)
+
+
+def _saved_small_cnn(path, seed, **meta):
+    from aft_fast.models import build
+    from aft_fast.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = build("small_cnn", 10, in_channels=1, **meta)
+    save_checkpoint(path, model=model, arch="small_cnn", num_classes=10, input_size=28,
+                    method=str(path.stem), config={"path": str(path)}, epoch=seed + 1)
+    return path
+
+
+def test_a_row_with_its_parents_weights_shares_the_parents_evaluation(tmp_path, monkeypatch):
+    """RiFT's α search may keep α = 0: the PGD AT model, in another file. Its evaluation is the
+    parent's, not computed twice; a model with other weights or another normalisation is not."""
+    import aft_fast.compare.evaluation as evaluation
+    from aft_fast.models.weights import read_checkpoint
+
+    parent = _saved_small_cnn(tmp_path / "pgd-at.pt", seed=0)
+    torch.manual_seed(0)
+    twin = tmp_path / "rift.pt"  # same weights; other method, config and epoch in the file
+    torch.save({**read_checkpoint(parent), "method": "rift", "config": {"alpha": 0.0},
+                "epoch": 9}, twin)
+    other = _saved_small_cnn(tmp_path / "other.pt", seed=1)
+    renormed = _saved_small_cnn(tmp_path / "renormed.pt", seed=0, mean=0.5, std=0.5)
+    digests = {p.stem: evaluation.weights_digest(read_checkpoint(p))
+               for p in (parent, twin, other, renormed)}
+    assert digests["pgd-at"] == digests["rift"]
+    assert len({digests["pgd-at"], digests["other"], digests["renormed"]}) == 3
+
+    x, y = torch.rand(12, 1, 28, 28), torch.arange(12) % 10
+    p = Protocol(eps=0.1, **{k: v for k, v in TINY_PROTOCOL.items() if k != "eval_batch_size"},
+                 batch_size=4)
+    evals = tmp_path / "evals" / "seed0"
+    first = evaluation.evaluate_checkpoint(parent, x, y, p, evals / "pgd-at.pt")
+    assert first["shared_with"] is None
+
+    def refuse(*a, **k):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(evaluation, "pgd_survivors", refuse)
+    monkeypatch.setattr(evaluation, "autoattack_survivors", refuse)
+    monkeypatch.setattr(evaluation, "correct", refuse)
+    said = []
+    second = evaluation.evaluate_checkpoint(twin, x, y, p, evals / "rift.pt", say=said.append)
+    assert second == {**first, "shared_with": "pgd-at"}
+    assert said == ["    same weights as pgd-at: its evaluation is shared"]
+    for path in (other, renormed):
+        with pytest.raises(AssertionError, match="computed again"):
+            evaluation.evaluate_checkpoint(path, x, y, p, evals / f"{path.stem}.pt")

@@ -2,9 +2,11 @@
 AutoAttack chunk) is saved, so a killed evaluation resumes where it stopped and a finished one is
 never redone. Each stage is keyed by the protocol settings it reads (and all by the checkpoint's
 bytes): changing one setting redoes only the stages that read it, and raising `aa_images` attacks
-only the images not yet attacked."""
+only the images not yet attacked. Two rows whose models compute the same function (RiFT's α
+search may keep its parent's weights) share one evaluation."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from pathlib import Path
@@ -21,6 +23,23 @@ def file_digest(path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+# What a checkpoint holds besides the model itself: where training was, not what the model computes.
+TRAINING_STATE = ("model", "method", "config", "epoch", "optimizer", "scaler", "schedule", "rng",
+                  "metrics", "best", "method_state", "progress")
+
+
+def weights_digest(ckpt: dict) -> str:
+    """SHA-256 of what the model computes: its weights and the keys that rebuild it (architecture,
+    classes, normalisation, input size), not the training state the file also holds."""
+    h = hashlib.sha256(repr(sorted((k, v) for k, v in ckpt.items()
+                                   if k not in TRAINING_STATE)).encode())
+    for name in sorted(ckpt["model"]):
+        t = ckpt["model"][name].contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -78,13 +97,46 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     `only_cached`: compute nothing; None unless every stage is cached."""
     from aft_fast import load_checkpoint
 
+    from aft_fast.models.weights import read_checkpoint
+
     state_path = Path(state_path)
     state = _load_state(state_path, file_digest(path))
+    if "weights_sha256" not in state:
+        state["weights_sha256"] = weights_digest(read_checkpoint(path))
+        if not only_cached and state_path.is_file():
+            save_torch(state, state_path)  # so a twin row finds it
+    if not all(_finished(state["stages"], k, p, len(y)) for k in STAGES):
+        twin = _adopt_twin(state, state_path, p)
+        if twin:
+            say(f"    same weights as {twin}: its evaluation is shared")
     if only_cached and not all(_finished(state["stages"], k, p, len(y)) for k in STAGES):
         return None
     model = load_checkpoint(path, device).eval()
-    return evaluate_model(model, x, y, p, state=state,
-                          save=lambda: save_torch(state, state_path), say=say)
+    scores = evaluate_model(model, x, y, p, state=state,
+                            save=lambda: save_torch(state, state_path), say=say)
+    return {**scores, "shared_with": state.get("shared_with")}
+
+
+def _adopt_twin(state: dict, state_path: Path, p: Protocol) -> str | None:
+    """Take the stages of a sibling evaluation (another row of the same comparison and seed)
+    whose model has the same weights, where it got further under `p`; its row's name or None."""
+    def progress_of(name, rec):
+        if rec is None or rec.get("key") != stage_key(p, name):
+            return (-1, -1)
+        return (rec["next"], len(rec["alive"])) if name == "autoattack" else (0, 0)
+
+    taken = None
+    for other in sorted(state_path.parent.glob("*.pt")):
+        if other == state_path:
+            continue
+        twin = torch.load(other, weights_only=False)
+        if twin.get("weights_sha256") != state["weights_sha256"]:
+            continue
+        for name, rec in twin.get("stages", {}).items():
+            if progress_of(name, rec) > progress_of(name, state["stages"].get(name)):
+                state["stages"][name] = copy.deepcopy(rec)
+                taken = state["shared_with"] = other.stem
+    return taken
 
 
 def progress(state_path, p: Protocol, n_test: int) -> str:

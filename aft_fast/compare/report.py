@@ -114,6 +114,11 @@ def markdown(doc: dict) -> str:
                         f"{100 * r['worst_case_acc']:.2f} | {flags} | "
                         f"{_passes(r['passes_per_image'])} | "
                         f"{r['train_seconds']:.0f} |")
+    labels = {r["key"]: r["label"] for r in doc["rows"]}
+    shared = "".join(f"\n\n{r['label']}, seed {r['seed']}: the same weights as "
+                     f"{labels.get(r['shared_with'], r['shared_with'])} (same seed), so its "
+                     "evaluation is that row's, computed once." for r in doc["rows"]
+                     if r.get("shared_with"))
     reduced = "" if doc["reference_autoattack"] else (
         f"\n\n\\* AutoAttack reduced from the reference (APGD-CE/APGD-T/FAB-T 100 iterations, 9 "
         f"targets, Square 5,000 queries) to {p['aa_steps']} iterations, {p['aa_targets']} targets, "
@@ -147,7 +152,7 @@ pipeline (MRC, fine-tuning, and the α search's PGD on the validation images); t
 cost is in parentheses (and in its own row).{reduced}
 
 ## Per seed
-{chr(10).join(per_seed)}
+{chr(10).join(per_seed)}{shared}
 
 Masking check (per model): accuracy under PGD-{p['mask_steps']} at ε·2^i, up to 0.5, falls to ≤ 2%
 and never rises (first {p['mask_images']} images); PGD-{p['weak_steps']} ≥ PGD-{p['pgd_steps']} ≥
