@@ -91,7 +91,6 @@ def main() -> None:
             "images": sha256(x) == split["images_sha256"]}
     if not all(same.values()):
         raise SystemExit(f"the test split differs from the table's record: {same}")
-    torch.set_grad_enabled(False)
     attack = {"eps": protocol["eps"], "steps": protocol["pgd_steps"],
               "restarts": protocol["pgd_restarts"], "seed": args.seed}
     before = {} if args.fresh else checked_before(table_path.parent / "verify.json")
@@ -105,8 +104,10 @@ def main() -> None:
         if done is None:
             model = load_checkpoint(row["checkpoint"]).eval()
             t0 = time.perf_counter()
-            mask = robust_mask(model, x[:n], y[:n], eps=attack["eps"], steps=attack["steps"],
-                               restarts=attack["restarts"], seed=args.seed)
+            with torch.no_grad():  # the attack enables gradients for itself
+                mask = robust_mask(model, x[:n], y[:n], eps=attack["eps"],
+                                   steps=attack["steps"], restarts=attack["restarts"],
+                                   seed=args.seed)
             done = {"independent_pgd_acc": float(mask.float().mean()),
                     "seconds": round(time.perf_counter() - t0, 1)}
         out.append({"method": row["label"], "seed": row["seed"], "checkpoint": row["checkpoint"],
