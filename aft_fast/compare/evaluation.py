@@ -96,7 +96,6 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     """The row's evaluation figures (see `summary`), cached stage by stage in `state_path`.
     `only_cached`: compute nothing; None unless every stage is cached."""
     from aft_fast import load_checkpoint
-
     from aft_fast.models.weights import read_checkpoint
 
     state_path = Path(state_path)
