@@ -253,6 +253,7 @@ def test_a_row_with_its_parents_weights_shares_the_parents_evaluation(tmp_path, 
     parent's, not computed twice; a model with other weights or another normalisation is not."""
     import aft_fast.compare.evaluation as evaluation
     from aft_fast.models.weights import read_checkpoint
+    from aft_fast.train.checkpoint import weights_digest
 
     parent = _saved_small_cnn(tmp_path / "pgd-at.pt", seed=0)
     torch.manual_seed(0)
@@ -261,7 +262,7 @@ def test_a_row_with_its_parents_weights_shares_the_parents_evaluation(tmp_path, 
                 "epoch": 9}, twin)
     other = _saved_small_cnn(tmp_path / "other.pt", seed=1)
     renormed = _saved_small_cnn(tmp_path / "renormed.pt", seed=0, mean=0.5, std=0.5)
-    digests = {p.stem: evaluation.weights_digest(read_checkpoint(p))
+    digests = {p.stem: weights_digest(read_checkpoint(p))
                for p in (parent, twin, other, renormed)}
     assert digests["pgd-at"] == digests["rift"]
     assert len({digests["pgd-at"], digests["other"], digests["renormed"]}) == 3

@@ -26,23 +26,6 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
-# What a checkpoint holds besides the model itself: where training was, not what the model computes.
-TRAINING_STATE = ("model", "method", "config", "epoch", "optimizer", "scaler", "schedule", "rng",
-                  "metrics", "best", "method_state", "progress")
-
-
-def weights_digest(ckpt: dict) -> str:
-    """SHA-256 of what the model computes: its weights and the keys that rebuild it (architecture,
-    classes, normalisation, input size), not the training state the file also holds."""
-    h = hashlib.sha256(repr(sorted((k, v) for k, v in ckpt.items()
-                                   if k not in TRAINING_STATE)).encode())
-    for name in sorted(ckpt["model"]):
-        t = ckpt["model"][name].contiguous()
-        h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def _mean(mask: torch.Tensor) -> float:
     return float(mask.float().mean()) if len(mask) else 0.0
 
@@ -97,6 +80,7 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     `only_cached`: compute nothing; None unless every stage is cached."""
     from aft_fast import load_checkpoint
     from aft_fast.models.weights import read_checkpoint
+    from aft_fast.train.checkpoint import weights_digest
 
     state_path = Path(state_path)
     state = _load_state(state_path, file_digest(path))
@@ -104,11 +88,12 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
         state["weights_sha256"] = weights_digest(read_checkpoint(path))
         if not only_cached and state_path.is_file():
             save_torch(state, state_path)  # so a twin row finds it
-    if not all(_finished(state["stages"], k, p, len(y)) for k in STAGES):
-        twin = _adopt_twin(state, state_path, p)
-        if twin:
-            say(f"    same weights as {twin}: its evaluation is shared")
-    if only_cached and not all(_finished(state["stages"], k, p, len(y)) for k in STAGES):
+    def complete():
+        return all(_finished(state["stages"], k, p, len(y)) for k in STAGES)
+
+    if not complete() and _adopt_twin(state, state_path, p):
+        say(f"    same weights as {state['shared_with']}: its evaluation is shared")
+    if only_cached and not complete():
         return None
     model = load_checkpoint(path, device).eval()
     scores = evaluate_model(model, x, y, p, state=state,

@@ -14,6 +14,7 @@ Written atomically (temporary file + rename): a killed run leaves the previous c
 """
 from __future__ import annotations
 
+import hashlib
 import random
 
 import numpy as np
@@ -67,6 +68,24 @@ def save_checkpoint(path, *, model, arch, num_classes, input_size, method, confi
                 rng=rng_state(), metrics=metrics or {}, best=best, method_state=method_state or {},
                 progress=progress)
     return save_torch(ckpt, path)
+
+
+# The keys of the docstring that say where training was, not what the model computes ("model",
+# the weights, is hashed tensor by tensor).
+TRAINING_STATE = ("model", "method", "config", "epoch", "optimizer", "scaler", "schedule", "rng",
+                  "metrics", "best", "method_state", "progress")
+
+
+def weights_digest(ckpt: dict) -> str:
+    """SHA-256 of what the model computes: its weights and the keys that rebuild it (architecture,
+    classes, normalisation, input size), not the training state the file also holds."""
+    h = hashlib.sha256(repr(sorted((k, v) for k, v in ckpt.items()
+                                   if k not in TRAINING_STATE)).encode())
+    for name in sorted(ckpt["model"]):
+        t = ckpt["model"][name].contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def data_settings(ckpt: dict, keys=("class_map", "augment", "train_images")) -> dict:
