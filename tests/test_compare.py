@@ -186,6 +186,12 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
         assert check["pass"] == (r["autoattack_acc"] <= r["pgd_acc_autoattack_images"] + 0.005)
     table = (out / "table.md").read_text()
     assert "| AFT | Natural |" in table and "masking" in table
+    # the seconds' machine and load are the training runs', recorded when each finished
+    stamp = json.loads((out / "runs" / "seed0" / "aft" / "compare_done.json").read_text())
+    assert stamp["trained_on"]["device_type"] == "cpu" and \
+        len(stamp["trained_on"]["load_average_end"]) == 3
+    assert "load average at the end of each CPU training run" in table
+    assert "when this report was written" not in table
     assert doc["test_split"]["count"] == 16 and len(doc["test_split"]["labels_sha256"]) == 64
 
     def refuse(*a, **k):
@@ -287,3 +293,19 @@ def test_a_row_with_its_parents_weights_shares_the_parents_evaluation(tmp_path, 
     for path in (other, renormed):
         with pytest.raises(AssertionError, match="computed again"):
             evaluation.evaluate_checkpoint(path, x, y, p, evals / f"{path.stem}.pt")
+
+
+def test_the_seconds_footnote_names_the_training_runs_load_not_the_reports():
+    from aft_fast.compare.report import _load
+
+    cpu = {"device": "CPU x86_64 (2 threads)", "device_type": "cpu", "cpu_threads": 2}
+    doc = {"environment": cpu, "load_average": [9.0, 9.0, 9.0], "rows": [
+        {"trained_on": {**cpu, "load_average_end": [2.0, 1.5, 1.0]}},
+        {"trained_on": {**cpu, "load_average_end": [3.0, 4.5, 1.0]}}]}
+    text = _load(doc)
+    assert "1.5 to 4.5, on 2 threads" in text and "9" not in text and "trained on" not in text
+    gpu = {"device": "NVIDIA H100", "device_type": "cuda", "cpu_threads": 16}
+    doc["rows"] = [{"trained_on": {**gpu, "load_average_end": [1.0, 1.0, 1.0]}}]
+    assert _load(doc) == "; trained on NVIDIA H100"  # a GPU's seconds do not depend on the load
+    doc["rows"] = [{}]  # runs finished before they recorded it: the report's own, said so
+    assert "9 / 9 / 9" in _load(doc) and "when this report was written" in _load(doc)

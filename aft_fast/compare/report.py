@@ -57,13 +57,27 @@ def _seconds(a: dict, by_key: dict) -> str:
 
 
 def _load(doc: dict) -> str:
+    """Where the seconds were measured: each row's training machine and its load then (rows
+    trained before runs recorded it: the load when this report was written)."""
+    stamps = [r["trained_on"] for r in doc["rows"] if r.get("trained_on")]
+    devices = sorted({s["device"] for s in stamps})
+    where = f"; trained on {', '.join(devices)}" if devices and devices != [
+        doc["environment"]["device"]] else ""
+    cpu = [s for s in stamps if s.get("device_type") == "cpu"]
+    if cpu:
+        five = [s["load_average_end"][1] for s in cpu]
+        threads = sorted({s["cpu_threads"] for s in cpu})
+        return (f"{where} (the CPU's 5-min load average at the end of each CPU training run: "
+                f"{min(five):g} to {max(five):g}, on {'/'.join(map(str, threads))} threads: a "
+                "load above the threads means a shared machine, whose seconds are inflated by an "
+                "unknown, varying factor; compare the passes)")
     load = doc.get("load_average")
-    if not load or doc["environment"].get("device_type") != "cpu":
-        return ""
+    if stamps or not load or doc["environment"].get("device_type") != "cpu":
+        return where
     return (f" (the CPU's load average was {load[0]:g} / {load[1]:g} / {load[2]:g} over 1 / 5 / 15 "
-            f"min when this was written, on {doc['environment'].get('cpu_threads')} threads: "
-            "seconds taken on a shared machine are inflated by an unknown, varying factor; "
-            "compare the passes)")
+            f"min when this report was written, on {doc['environment'].get('cpu_threads')} "
+            "threads, not recorded by the runs themselves: seconds taken on a shared machine are "
+            "inflated by an unknown, varying factor; compare the passes)")
 
 
 def _aa_cost(doc: dict) -> str:

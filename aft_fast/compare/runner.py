@@ -115,8 +115,12 @@ def row_passes(r: Recipe, run_dir: Path, trained: dict, train_size: int) -> floa
 
 def _write(doc: dict, dest: Path) -> None:
     doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    doc["load_average"] = [round(v, 1) for v in os.getloadavg()]  # shared machines
+    doc["load_average"] = _load_average()  # shared machines
     report.write(doc, dest)
+
+
+def _load_average() -> list[float]:
+    return [round(v, 1) for v in os.getloadavg()]
 
 
 def _read_rows(run_dir: Path) -> list[dict]:
@@ -165,6 +169,8 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "stopped_early": next((row["guard"] for row in rows if "guard" in row), None),
                 "best_epoch": _best_epoch(run_dir)}
     info["settings"] = settings
+    # where its seconds were measured: the report may be written later, elsewhere
+    info["trained_on"] = {**environment(pick_device(opts.device)), "load_average_end": _load_average()}
     write_json(info, done)
     return info
 
