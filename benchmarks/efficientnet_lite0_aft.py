@@ -39,7 +39,7 @@ from aft_fast.models import build
 from aft_fast.runtime import environment
 
 ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette-4k.zip"
-ARCH, CLASS_MAP = "efficientnet_lite0", "imagenette"
+ARCH, CLASS_MAP, CLASSES = "efficientnet_lite0", "imagenette", 10
 AFT_LR = 1e-3  # the aft method's default (aft_fast.train.methods.AFT.lr)
 
 
@@ -191,7 +191,7 @@ def _sharing(r: dict) -> str:
 
 def _held_out(s: dict) -> int:
     """The folder loader's validation split: one evaluation batch or 2% of train, the larger."""
-    return max(s["val_batch_size"], math.ceil(0.02 * 10 * s["train_per_class"]))
+    return max(s["val_batch_size"], math.ceil(0.02 * CLASSES * s["train_per_class"]))
 
 
 def _points(n: int) -> str:

@@ -170,7 +170,8 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "best_epoch": _best_epoch(run_dir)}
     info["settings"] = settings
     # where its seconds were measured: the report may be written later, elsewhere
-    info["trained_on"] = {**environment(pick_device(opts.device)), "load_average_end": _load_average()}
+    info["trained_on"] = {**environment(pick_device(opts.device)),
+                          "load_average_end": _load_average()}
     write_json(info, done)
     return info
 
