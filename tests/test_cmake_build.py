@@ -1,7 +1,6 @@
 """CMakeLists.txt builds the same sources into a library torch.ops.load_library can load."""
 import os
 import shutil
-import site
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,9 @@ def _cmake():
 @pytest.mark.skipif(_cmake() is None, reason="needs cmake >= 3.26 (pip install cmake)")
 def test_cmake_builds_loadable_ops(tmp_path):
     toolkit = os.environ.get("CUDA_HOME", "/usr/local/cuda")
-    nvrtc = Path(site.getsitepackages()[0]) / "nvidia" / "cu13" / "lib" / "libnvrtc.so.13"
+    # the CUDA wheels lie beside torch (not in site.getsitepackages()[0] in a venv that sees the
+    # system's packages)
+    nvrtc = Path(torch.__file__).parents[1] / "nvidia" / "cu13" / "lib" / "libnvrtc.so.13"
     with_cuda = Path(toolkit, "bin", "nvcc").exists() and nvrtc.exists()
     args = [_cmake(), "-S", str(ROOT), "-B", str(tmp_path), f"-DWITH_CUDA={'ON' if with_cuda else 'OFF'}",
             f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
