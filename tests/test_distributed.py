@@ -93,9 +93,13 @@ def test_two_process_free_at_resumes_every_ranks_state(tmp_path):
     launch(2, tmp_path / "whole", 16, 2, "--method", "free-at")
     launch(2, tmp_path / "cut", 16, 2, "--method", "free-at", "--save-every", 2,
            "--stop-after", 6, expect=1)
-    ranks = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["progress"]["ranks"]
+    ckpt = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    ranks = ckpt["progress"]["ranks"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["method_state"]["delta"],
                                                 ranks[1]["method_state"]["delta"])
+    # rank 0's perturbation (the top-level method_state) is stored once, not twice
+    top, own = ckpt["method_state"]["delta"], ranks[0]["method_state"]["delta"]
+    assert top.untyped_storage().data_ptr() == own.untyped_storage().data_ptr()
     assert not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])  # own streams
     launch(2, tmp_path / "cut", 16, 2, "--method", "free-at", "--resume")
     assert_close(weights(tmp_path / "cut"), weights(tmp_path / "whole"))

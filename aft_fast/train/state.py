@@ -49,8 +49,10 @@ class TrainState:
     def checkpoint(self) -> dict:
         """`save_checkpoint`'s keyword arguments for the current position."""
         sums = self.sums.cpu() if self.sums is not None and self.batch else None
-        ranks = self.dist.gather({"rng": rng_state(), "sums": sums,
-                                  "method_state": self.method.state_dict()})
+        method_state = self.method.state_dict()
+        ranks = self.dist.gather({"rng": rng_state(), "sums": sums, "method_state": method_state})
+        if ranks:  # rank 0's entry is a copy: the top level's tensors instead, so saved once
+            ranks[0]["method_state"] = method_state
         progress = {"epoch": self.epoch, "batch": self.batch, "sums": sums, "history": self.rows,
                     "nonfinite": self.trainer.nonfinite.state_dict(),
                     "guard": self.guard.state_dict() if self.guard else None,
@@ -58,7 +60,7 @@ class TrainState:
         return dict(model=self.model, epoch=self.epoch - 1, optimizer=self.optimizer,
                     scaler=self.trainer.scaler, schedule=self.schedule,
                     metrics=self.rows[-1] if self.rows else {}, best=self.best,
-                    method_state=self.method.state_dict(), progress=progress, **self.meta)
+                    method_state=method_state, progress=progress, **self.meta)
 
     def restore(self, ckpt: dict) -> None:
         """Continue from `ckpt` exactly: weights, optimizer, scaler, RNGs, method state,
