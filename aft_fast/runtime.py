@@ -66,6 +66,12 @@ def environment(device: torch.device | str = "cpu") -> dict:
     }
 
 
+def load_average() -> list[float]:
+    """The CPU's 1/5/15-min load averages: above the threads a run used, other jobs shared the
+    cores and its seconds are inflated."""
+    return [round(v, 1) for v in os.getloadavg()]
+
+
 def synced_clock(device: torch.device | str) -> float:
     """perf_counter after the device has finished its queued work: honest timings on a GPU."""
     import time

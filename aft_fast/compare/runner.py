@@ -4,7 +4,6 @@ run resumes from its last.pt, a killed evaluation from its last finished stage."
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -17,7 +16,7 @@ from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
 from aft_fast.compare.recipes import Recipe, plan
 from aft_fast.io import write_json
-from aft_fast.runtime import environment, pick_device
+from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
 
 DONE = "compare_done.json"
@@ -115,12 +114,8 @@ def row_passes(r: Recipe, run_dir: Path, trained: dict, train_size: int) -> floa
 
 def _write(doc: dict, dest: Path) -> None:
     doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    doc["load_average"] = _load_average()  # shared machines
+    doc["load_average"] = load_average()  # shared machines
     report.write(doc, dest)
-
-
-def _load_average() -> list[float]:
-    return [round(v, 1) for v in os.getloadavg()]
 
 
 def _read_rows(run_dir: Path) -> list[dict]:
@@ -171,7 +166,7 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
     info["settings"] = settings
     # where its seconds were measured: the report may be written later, elsewhere
     info["trained_on"] = {**environment(pick_device(opts.device)),
-                          "load_average_end": _load_average()}
+                          "load_average_end": load_average()}
     write_json(info, done)
     return info
 
