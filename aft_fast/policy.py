@@ -16,10 +16,6 @@ AUGMENTS = ("imagenet", "small", "none")
 SMALL_IMAGE_MAX = 64
 EVAL_ATTACKS = ("pgd", "autoattack", "none")
 OPTIMIZERS = ("sgd", "adam")
-# Training methods (the registry `aft_fast.train.methods.METHODS` holds their classes, in this
-# order); the adversarial ones are those `aft-fast bench` times.
-METHOD_NAMES = ("natural", "pgd-at", "free-at", "fast-at", "aft")
-ADVERSARIAL_METHODS = ("pgd-at", "free-at", "fast-at", "aft")
 # What a training run does with a NaN/inf loss (aft_fast.train.nonfinite).
 NONFINITE_POLICIES = ("stop", "skip")
 # Per-epoch evaluation budget (aft_fast.train.evaluation): of each of val and train_eval, at most

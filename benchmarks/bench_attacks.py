@@ -13,7 +13,7 @@ import torch
 
 from aft_fast.perf.bench import attack_variants, has_torchattacks, method_variants
 from aft_fast.perf.workload import Workload, build_workload
-from aft_fast.policy import ADVERSARIAL_METHODS
+from aft_fast.methods import ADVERSARIAL as ADVERSARIAL_METHODS
 from aft_fast.runtime import pick_device
 
 DEVICE = pick_device("auto")

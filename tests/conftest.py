@@ -62,7 +62,7 @@ def small_synthetic(monkeypatch):
 def synthetic_opts(small_synthetic):
     """`synthetic_opts(tmp_path, name, **overrides)`: the TrainOptions of a tiny CPU run on the
     small synthetic data, written to tmp_path / name."""
-    from aft_fast.train import TrainOptions
+    from aft_fast.train.options import TrainOptions
 
     def make(tmp_path, name, **kw):
         return TrainOptions(out=str(tmp_path / name), **{**TINY_RUN, **kw})

@@ -12,7 +12,8 @@ import sys
 
 import aft_fast.train.run as run
 from aft_fast.data.tensors import TensorBatches
-from aft_fast.train import TrainOptions, train
+from aft_fast.train.options import TrainOptions
+from aft_fast.train.run import train
 
 STOPPED = 3
 

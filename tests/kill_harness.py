@@ -20,7 +20,8 @@ import time
 import traceback
 
 import aft_fast.train.run as run
-from aft_fast.train import TrainOptions, train
+from aft_fast.train.options import TrainOptions
+from aft_fast.train.run import train
 
 SETUP_KILLS = 0.15  # share of the kills aimed at the start-up (before the first checkpoint)
 

@@ -14,7 +14,8 @@ from aft_fast.analysis.embedding import PenultimateFeatures, find_head, fit_lda_
 from aft_fast.analysis.plateau import default_plateaus
 from aft_fast.commands.analyze import analyze_group
 from aft_fast.errors import OptionError
-from aft_fast.train import TrainOptions, train
+from aft_fast.train.options import TrainOptions
+from aft_fast.train.run import train
 
 TINY = dict(data="synthetic", arch="small_cnn", batch_size=32, eval_max_batches=1, eval_steps=2,
             steps=2, eps=0.1, quiet=True, log_every=10**9, device="cpu")

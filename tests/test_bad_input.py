@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from aft_fast import distributed
 from aft_fast.cli import main
 from aft_fast.errors import OptionError
-from aft_fast.train import TrainOptions
+from aft_fast.train.options import TrainOptions
 from aft_fast.train.run_dir import RunDir
 
 DOC = Path(__file__).resolve().parents[1] / "README.md"

@@ -5,7 +5,8 @@ import torch
 import aft_fast
 from aft_fast.errors import OptionError
 from aft_fast.models import build
-from aft_fast.train import export_torchvision, train
+from aft_fast.train import export_torchvision
+from aft_fast.train.run import train
 from aft_fast.train.checkpoint import read_checkpoint
 
 CONTRACT_KEYS = {"format", "arch", "num_classes", "in_channels", "input_size", "mean", "std",

@@ -110,7 +110,7 @@ def test_every_config_loads_through_config_option(path):
     import yaml
 
     from aft_fast.commands.train import train_command
-    from aft_fast.train import TrainOptions
+    from aft_fast.train.options import TrainOptions
 
     keys = {k.replace("-", "_") for k in yaml.safe_load(path.read_text())}
     assert keys <= TrainOptions.names(), keys - TrainOptions.names()
@@ -188,7 +188,7 @@ def test_train_flags_are_the_options_fields_and_check_refuses_before_work():
 
     from aft_fast.commands.train import train_command
     from aft_fast.errors import OptionError
-    from aft_fast.train import TrainOptions
+    from aft_fast.train.options import TrainOptions
 
     assert {f.name for f in fields(TrainOptions)} <= {p.name for p in train_command.params}
     TrainOptions().check()  # the defaults are valid

@@ -8,21 +8,26 @@ import torch.nn as nn
 import yaml
 
 from aft_fast.compare import CompareOptions, Protocol, compare
-from aft_fast.compare.cost import passes_per_epoch
 from aft_fast.compare.evaluation import evaluate_model
-from aft_fast.compare.recipes import budget, plan
+from aft_fast.compare.recipes import plan
 from aft_fast.errors import OptionError
 
 TINY_PROTOCOL = dict(pgd_steps=3, pgd_restarts=2, aa_steps=2, aa_queries=10, aa_targets=1,
                      mask_images=8, eval_batch_size=64)
 
 
-def test_budget_rule_free_at_rounds_half_up_and_aft_takes_an_eighth():
-    assert budget(8, 4, None) == {"natural": 8, "pgd-at": 8, "fast-at": 8, "free-at": 2,
-                                  "aft": 1, "rift": 1}
-    assert budget(10, 4, None)["free-at"] == 3  # 2.5 -> 3: total work 12 >= 10, stated
-    assert budget(2, 8, None)["free-at"] == 1  # never below one epoch
-    assert budget(24, 8, 5)["aft"] == 5
+def epochs_of(epochs, replays, aft_epochs, arch="small_cnn"):
+    return {r.key: r.epochs for r in plan(arch=arch, eps=0.1, epochs=epochs, train_steps=2,
+                                          replays=replays, aft_epochs=aft_epochs)}
+
+
+def test_budget_rule_free_at_rounds_half_up_and_fine_tuning_takes_an_eighth():
+    assert epochs_of(8, 4, None) == {"natural": 8, "pgd-at": 8, "fast-at": 8, "free-at": 2,
+                                     "aft": 1, "trades": 8, "trades-ft": 1, "rift": 1}
+    assert epochs_of(10, 4, None)["free-at"] == 3  # 2.5 -> 3: total work 12 >= 10, stated
+    assert epochs_of(2, 8, None)["free-at"] == 1  # never below one epoch
+    assert epochs_of(24, 8, 5)["aft"] == 5
+    assert epochs_of(16, None, None, arch="preact_resnet18")["free-at"] == 2  # CIFAR: m = 8
 
 
 def test_recipes_follow_the_references():
@@ -40,15 +45,15 @@ def test_recipes_follow_the_references():
 
 
 def test_cost_counts_passes_per_training_image():
-    assert passes_per_epoch("natural") == 1
-    assert passes_per_epoch("pgd-at", steps=7) == 8
-    assert passes_per_epoch("fast-at") == 2
-    assert passes_per_epoch("free-at", replays=4) == 4
+    cost = {r.key: r.passes_per_epoch for r in plan(arch="small_cnn", eps=0.1, epochs=8,
+                                                     train_steps=7, replays=4, aft_epochs=None)}
+    assert cost == {"natural": 1, "pgd-at": 8, "free-at": 4, "fast-at": 2, "aft": 8,
+                    "trades": 9, "trades-ft": 9, "rift": 1}
 
 
 def test_rift_cost_counts_its_mrc_and_alpha_search(tmp_path):
-    from aft_fast.compare.cost import rift_search_passes
-    from aft_fast.compare.runner import row_passes
+    from aft_fast.compare.cost import row_passes
+    from aft_fast.rift.method import RiFT
     from aft_fast.io import write_json
 
     write_json({"settings": {"examples": 512, "attack_steps": 10, "ascent_steps": 10},
@@ -56,10 +61,10 @@ def test_rift_cost_counts_its_mrc_and_alpha_search(tmp_path):
     write_json({"attack_steps": 10, "rows": [{"alpha": a / 10, "n": 5000} for a in range(11)]},
                tmp_path / "interpolation.json")
     # MRC: 512 x (10 PGD steps + 4 modules x 10 ascent steps); α search: 11 x 5000 x 10
-    assert rift_search_passes(tmp_path) == 512 * 50 + 550_000
+    assert RiFT().extra_passes(tmp_path) == 512 * 50 + 550_000
     rift = next(r for r in plan(arch="small_cnn", eps=0.1, epochs=8, train_steps=5, replays=None,
                                 aft_epochs=None) if r.key == "rift")
-    assert row_passes(rift, tmp_path, {"epochs_run": 1}, 10_000) == pytest.approx(1 + 57.56)
+    assert row_passes(rift, tmp_path, 1, 10_000) == pytest.approx(1 + 57.56)
 
 
 def test_options_refuse_a_child_without_its_parent():
@@ -230,7 +235,7 @@ def test_cli_takes_seed_lists_and_records_the_command(monkeypatch):
 
 
 def test_method_defaults_follow_the_reference_code_and_eps_warms_up():
-    from aft_fast.train.methods import make_method
+    from aft_fast.methods import make_method
 
     assert make_method("fast-at", eps=0.1).bn_mode == "train"  # fast_adversarial
     assert make_method("free-at", eps=0.1).bn_mode == "train"

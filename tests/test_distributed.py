@@ -14,7 +14,7 @@ import torch.nn as nn
 from aft_fast import distributed
 from aft_fast.distributed import BatchPlan, Dist
 from aft_fast.errors import OptionError
-from aft_fast.train import TrainOptions
+from aft_fast.train.options import TrainOptions
 
 SCRIPT = str(Path(__file__).with_name("distributed_run.py"))
 

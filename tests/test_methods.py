@@ -5,9 +5,9 @@ import torch.nn as nn
 
 from aft_fast.errors import OptionError
 from aft_fast.models import Normalized
-from aft_fast.policy import METHOD_NAMES
-from aft_fast.train import METHODS, make_method, train
-from aft_fast.train.methods import Trainer
+from aft_fast.methods import METHODS, make_method
+from aft_fast.train.run import train
+from aft_fast.train.update import Trainer
 
 
 def tiny_net():
@@ -22,6 +22,13 @@ def batch(n=16):
     return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
+def own(name, **kw):
+    """`kw` less the own options of other methods (Free AT's replays goes to Free AT only)."""
+    others = {o.name for cls in METHODS.values() for o in cls.options}
+    mine = {o.name for o in METHODS[name].options}
+    return {k: v for k, v in kw.items() if k in mine or k not in others}
+
+
 def one_step(name, amp=None, channels_last=False, **kw):
     torch.manual_seed(0)  # same weights and random starts on every call
     model = tiny_net()
@@ -30,7 +37,7 @@ def one_step(name, amp=None, channels_last=False, **kw):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     trainer = Trainer(model, opt, amp, torch.device("cpu"))
-    method = make_method(name, eps=0.1, steps=2, amp=amp, **kw)
+    method = make_method(name, eps=0.1, steps=2, amp=amp, **own(name, **kw))
     x, y = batch()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -58,8 +65,17 @@ def test_channels_last_step_matches_contiguous():
         torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-4, atol=1e-5)
 
 
-def test_policy_lists_the_methods_in_registry_order():
-    assert tuple(METHODS) == METHOD_NAMES
+def test_registry_is_derived_from_the_method_modules():
+    from aft_fast import methods
+    from aft_fast.train.options import TrainOptions
+
+    assert tuple(METHODS) == methods.NAMES == tuple(m.name for m in methods.BUILTIN)
+    assert methods.ADVERSARIAL == tuple(n for n in methods.NAMES if n != "natural")
+    # every built-in method's own option is a training option, with its declared help
+    fields = {f.name: f for f in __import__("dataclasses").fields(TrainOptions)}
+    for cls in methods.BUILTIN:
+        for o in cls.options:
+            assert fields[o.name].metadata["help"] == o.help
 
 
 def test_defaults_follow_the_papers():
@@ -94,7 +110,7 @@ def test_free_at_replays_and_persistent_delta():
 
 def test_bad_method_arguments():
     with pytest.raises(OptionError, match="--method: must be one of"):
-        make_method("trades")
+        make_method("no-such-method")
     with pytest.raises(OptionError, match="--replays: must be >= 1"):
         make_method("free-at", replays=0)
     with pytest.raises(OptionError, match="--amp: must be one of"):
@@ -103,9 +119,8 @@ def test_bad_method_arguments():
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_each_method_runs_one_epoch(synthetic_opts, tmp_path, method):
-    replays = 2 if method == "free-at" else None
-    summary = train(synthetic_opts(tmp_path, method, method=method, epochs=1, replays=replays,
-                                   allow_scratch=True))
+    summary = train(synthetic_opts(tmp_path, method, method=method, epochs=1,
+                                   allow_scratch=True, **own(method, replays=2)))
     row = summary["last"]
     assert row["epoch"] == 0 and 0 <= row["train_acc"] <= 1
     assert 0 <= row["val_robust_acc"] <= row["val_clean_acc"] <= 1

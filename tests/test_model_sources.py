@@ -16,7 +16,9 @@ from aft_fast.cli import main
 from aft_fast.errors import OptionError
 from aft_fast.models import Normalized, build, rebuild, resolve
 from aft_fast.models.normalize import HALF, parse_floats
-from aft_fast.train import TrainOptions, export_torchvision, train
+from aft_fast.train.options import TrainOptions
+from aft_fast.train import export_torchvision
+from aft_fast.train.run import train
 from aft_fast.train.checkpoint import read_checkpoint
 
 HAS_TIMM = importlib.util.find_spec("timm") is not None

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 
 from aft_fast.models import Normalized
-from aft_fast.train import train
+from aft_fast.train.run import train
 from aft_fast.train.checkpoint import read_checkpoint
-from aft_fast.train.methods import Trainer
+from aft_fast.train.update import Trainer
 from aft_fast.train.nonfinite import NonFiniteLoss, NonFiniteMonitor
 
 

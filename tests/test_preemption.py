@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from aft_fast.train import train
+from aft_fast.train.run import train
 from aft_fast.train.checkpoint import read_checkpoint
 from aft_fast.train.preemption import Preempted, StopRequest
 
@@ -31,7 +31,7 @@ def rows(run: Path) -> list[dict]:
 
 def signal_at_step(monkeypatch, step: int, signum=signal.SIGTERM):
     """Send `signum` to this process while the training step `step` (global) runs."""
-    from aft_fast.train.methods import Trainer
+    from aft_fast.train.update import Trainer
     real, seen = Trainer.update, [0]
 
     def update(self, *args, **kw):

@@ -14,7 +14,9 @@ from aft_fast.models import Normalized
 from aft_fast.rift import (RiftOptions, choose_alpha, criticality, interpolate_state, rift,
                            run_finetune, run_interpolate, run_mrc)
 from aft_fast.rift.suffix import Split, trace
-from aft_fast.train import TrainOptions, export_torchvision, load_checkpoint, train
+from aft_fast.train.options import TrainOptions
+from aft_fast.train import export_torchvision, load_checkpoint
+from aft_fast.train.run import train
 
 TINY_DATA = dict(synthetic_shape=(1, 28, 28), synthetic_size=128)
 FAST = dict(data="synthetic", device="cpu", quiet=True, mrc_examples=32, mrc_steps=3,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from aft_fast.errors import OptionError
-from aft_fast.train import train
+from aft_fast.train.run import train
 
 
 def test_refuses_to_overwrite_a_run(synthetic_opts, tmp_path):
@@ -35,7 +35,8 @@ def test_non_empty_out_needs_overwrite_which_keeps_other_files(synthetic_opts, t
 DDP_SCRIPT = """
 import sys, torch
 import aft_fast.train.run as run
-from aft_fast.train import TrainOptions, train
+from aft_fast.train.options import TrainOptions
+from aft_fast.train.run import train
 real = run.make_loaders
 run.make_loaders = lambda data, **kw: real(data, synthetic_shape=(1, 28, 28), synthetic_size=128, **kw)
 s = train(TrainOptions(method=sys.argv[1], data="synthetic", arch="small_cnn", batch_size=32,
@@ -133,7 +134,7 @@ def test_compile_runs_the_update_through_the_compiled_module(synthetic_opts, tmp
 
 def no_step_taken(monkeypatch):
     """Make any training step fail the test: the error must come before the first one."""
-    from aft_fast.train.methods import Trainer
+    from aft_fast.train.update import Trainer
 
     def forbidden(*args, **kw):
         raise AssertionError("a training step ran before the error")
@@ -172,21 +173,21 @@ def test_image_size_the_model_cannot_take_fails_before_any_work(synthetic_opts, 
 def test_per_epoch_evaluation_budget(synthetic_opts, tmp_path, capsys):
     from aft_fast.train.evaluation import eval_budget
 
-    natural = eval_budget(method="natural", eps=0.1, steps=None, full=False, images=512)
+    natural = eval_budget(adversarial=False, eps=0.1, steps=None, full=False, images=512)
     assert natural.attack is None and "clean accuracy only" in natural.describe()
-    adversarial = eval_budget(method="aft", eps=0.1, steps=None, full=False, images=40)
+    adversarial = eval_budget(adversarial=True, eps=0.1, steps=None, full=False, images=40)
     assert adversarial.attack.steps == 10 and adversarial.attack.alpha == pytest.approx(0.025)
 
     class Loader:
         batch_size = 32
     assert adversarial.batches(Loader()) == 2  # 40 images: two batches of 32
-    full = eval_budget(method="natural", eps=0.1, steps=None, full=True, images=40)
+    full = eval_budget(adversarial=False, eps=0.1, steps=None, full=True, images=40)
     assert full.attack.steps == 20 and full.batches(Loader()) is None
     # The default cap: 512 images, at most 5% of the training split, at least 128.
     for train_size, images in [(None, 512), (10**6, 512), (3500, 175), (1000, 128)]:
-        assert eval_budget(method="aft", eps=0.1, steps=None, full=False, images=None,
+        assert eval_budget(adversarial=True, eps=0.1, steps=None, full=False, images=None,
                            train_size=train_size).images == images
-    shared = eval_budget(method="aft", eps=0.1, steps=None, full=False, images=512, world_size=4)
+    shared = eval_budget(adversarial=True, eps=0.1, steps=None, full=False, images=512, world_size=4)
     assert shared.batches(Loader()) == 4  # 128 images on each of 4 ranks
     # A natural run measures clean accuracy only, and its log says what it measured.
     summary = train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, quiet=False,

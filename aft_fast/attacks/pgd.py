@@ -81,12 +81,15 @@ class AttackConfig:
     amp: str | None = None  # None (fp32) | "bf16" | "fp16"
     bn_mode: str = "eval"  # BatchNorm during the attack: eval (most references) or train
     compile: bool = False  # torch.compile the forward + input-gradient step (pays off on GPUs)
+    start_eps: float | None = None  # the random start's radius (None: eps; TRADES: 0.001)
 
     def __post_init__(self):
         check_at_least("eps", self.eps, 0)
         check_at_least("alpha", self.alpha, 0)
         check_at_least("steps", self.steps, 0)
         check_at_least("restarts", self.restarts, 1)
+        check(self.start_eps is None or 0 <= self.start_eps <= self.eps, "start_eps",
+              f"the random start must lie in the eps-ball: 0 <= start_eps <= {self.eps}")
         amp_dtype(self.amp)
         check_choice("bn_mode", self.bn_mode, BN_MODES)
 
@@ -167,7 +170,8 @@ def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torc
         x_in = torch.empty_like(x_adv, dtype=amp) if amp is not None else x_adv
     with section("random start"):
         if cfg.random_start and cfg.eps > 0:
-            ops.random_init_(x_adv, x_nat, cfg.eps, seed=seed,
+            start = cfg.eps if cfg.start_eps is None else cfg.start_eps
+            ops.random_init_(x_adv, x_nat, start, seed=seed,
                              out=x_in if x_in is not x_adv else None)
         elif x_in is not x_adv:
             x_in.copy_(x_adv)

@@ -11,7 +11,8 @@ import torch
 from aft_fast.commands.common import FRACTION, config_option, json_option, options_from_dataclass
 from aft_fast.io import write_json
 from aft_fast.perf.workload import Workload
-from aft_fast.policy import ADVERSARIAL_METHODS, AMP_CHOICES
+from aft_fast.methods import ADVERSARIAL
+from aft_fast.policy import AMP_CHOICES
 
 WORKLOAD_HELP = {
     "arch": "Any name of `aft-fast info --archs` (small_cnn takes 28×28, 1 channel).",
@@ -92,12 +93,14 @@ def _progress(msg: str) -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed rounds (the median is reported).")
-@click.option("--methods", default=",".join(ADVERSARIAL_METHODS), show_default=True,
-              help="Methods whose training iteration is timed (comma list, or none).")
+@click.option("--methods", default=",".join(ADVERSARIAL), show_default=True,
+              help="Methods whose training iteration is timed (comma list of names or "
+                   "package.module:Class import paths, or none).")
 @click.option("--replays", type=click.IntRange(min=1), default=4, show_default=True,
               help="Free AT's m (weight updates per batch).")
 @click.option("--epochs", "epochs_opt", multiple=True, metavar="METHOD=N",
-              help="Epochs of the full-run projection (default: see DEFAULT_EPOCHS). Repeatable.")
+              help="Epochs of the full-run projection (default: each method's imagenet_epochs). "
+                   "Repeatable.")
 @click.option("--dataset-size", type=click.IntRange(min=1), default=1_281_167, show_default=True,
               help="Training images of the projected run (ImageNet-1k by default).")
 @click.option("--third-party/--no-third-party", default=True, show_default=True,

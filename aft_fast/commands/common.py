@@ -130,7 +130,8 @@ def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
             default = f.default  # a radius shows as typed (8/255); the type converts it back
             if kind is FRACTION and isinstance(default, float):
                 default = show_fraction(default)
-            fn = click.option(flag, type=kind, default=default, help=help.get(f.name),
+            fn = click.option(flag, type=kind, default=default,
+                              help=help.get(f.name, f.metadata.get("help")),
                               show_default=f.default is not None)(fn)
         return fn
 

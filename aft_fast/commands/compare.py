@@ -10,7 +10,7 @@ import click
 from aft_fast.commands.common import (FRACTION, config_option, options_from_dataclass,
                                       reports_library_errors, show_fraction)
 from aft_fast.compare.options import CompareOptions
-from aft_fast.compare.recipes import ALL_METHODS
+from aft_fast.compare.recipes import ROW_NAMES
 
 HELP = {
     "data": "mnist5k, fashion-mnist, synthetic or an ImageNet-style folder.",
@@ -19,12 +19,12 @@ HELP = {
     "out": "Training runs, evaluation state and (unless --report) the table go here.",
     "report": "Write table.md, table.json and robust_vs_cost.png here (default: --out).",
     "seeds": "Seeds, comma- or space-separated: '0,1' trains and evaluates every row per seed.",
-    "methods": f"Rows, comma-separated, from {','.join(ALL_METHODS)} (rift: when aft_fast.rift "
-               "is installed).",
+    "methods": f"Rows, comma-separated, from {','.join(ROW_NAMES)}, or your own method's "
+               "import path package.module:Class (see docs/METHODS.md).",
     "epochs": "Budget E: epochs of data of every from-scratch method (Free AT: E/m epochs × m).",
-    "aft_epochs": "AFT's (and RiFT's) fine-tuning epochs (default round(E/8), the paper's cost "
-                  "ratio).",
-    "train_steps": "k of the PGD-k training examples of PGD AT and AFT.",
+    "aft_epochs": "Fine-tuning epochs of every row with a parent (AFT, TRADES-FT, RiFT; default "
+                  "round(E/8), the AFT paper's cost ratio).",
+    "train_steps": "k of the PGD-k training attacks (PGD AT, AFT, TRADES).",
     "replays": "Free AT's m (default 4 for small_cnn, 8 otherwise).",
     "warmup_fraction": "PGD AT's ε warm-up, as a fraction of its epochs (0: none).",
     "batch_size": "Training batch size.",

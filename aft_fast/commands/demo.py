@@ -14,7 +14,7 @@ from aft_fast.commands.common import json_option
 from aft_fast.io import write_json
 from aft_fast.perf.loader_bench import load_average
 from aft_fast.runtime import environment, pick_device
-from aft_fast.train import TrainOptions
+from aft_fast.train.options import TrainOptions
 from aft_fast.train.experiments import evaluate_checkpoint, markdown_table, train_timed
 
 EVAL_BATCH = 250  # evaluate_checkpoint's batch: the test images are whole batches of it

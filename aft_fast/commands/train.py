@@ -5,14 +5,16 @@ import click
 
 from aft_fast.commands.common import FRACTION, config_option, json_option, options_from_dataclass
 from aft_fast.io import write_json
-from aft_fast.policy import (AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, METHOD_NAMES,
-                             NONFINITE_POLICIES, OPTIMIZERS)
+from aft_fast.methods import NAMES as METHOD_NAMES
+from aft_fast.policy import AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, NONFINITE_POLICIES, OPTIMIZERS
 from aft_fast.runtime import environment
 from aft_fast.train.run import TrainOptions, train
 from aft_fast.train.schedules import SCHEDULES
 
 HELP = {
-    "method": "Training method.",
+    "method": f"Training method: {', '.join(METHOD_NAMES)}, or your own as an import path "
+              "package.module:Class (a subclass of aft_fast.methods.Method; see docs/METHODS.md). "
+              "`aft-fast methods` lists them.",
     "arch": "Model architecture: ours (small_cnn, preact_resnet18, wrn28_10, wrn34_10), "
             "efficientnet_lite0, a torchvision or timm name (timm/NAME), or package.module:factory "
             "for your own nn.Module; `aft-fast models` lists them.",
@@ -44,7 +46,6 @@ HELP = {
     "eps": "l∞ radius in pixel units of [0,1] images; fractions like 8/255 accepted.",
     "alpha": "Attack step size (default: 2.5·eps/steps; Fast AT 1.25·eps; Free AT eps).",
     "steps": "PGD steps of the training attack.",
-    "replays": "Free AT: replays per batch (m).",
     "eval_steps": "PGD steps of the per-epoch evaluation (default: 10 for adversarial methods, "
                   "0 = clean accuracy only for natural; 20 with --eval-full).",
     "eval_max_batches": "Evaluate at most this many batches per epoch (faster).",
@@ -73,12 +74,12 @@ HELP = {
     "class_map": "Folder classes -> the pretrained model's output indices: a JSON {class: index} "
                  "file, a class-list file (one a line), or a packaged map (imagenette).",
     "check_files": "Check image files' first/last bytes before training (refuses corrupt folders).",
-    "co_guard": "Fast AT: after each epoch PGD-5 on its first training batch; a drop of more than 0.2 "
-                "below the last epoch's stops the run on that epoch's weights (fast_adversarial).",
+    "method_options": "Own options of a --method given by import path, a YAML mapping like "
+                      "'{beta: 3}' (built-in methods' own options are flags of their own).",
     "resume": "Continue the run in --out from last.pt, exactly.",
     "overwrite": "Replace a run already in --out.",
 }
-CHOICES = {"method": METHOD_NAMES, "amp": AMP_CHOICES, "bn_mode": BN_MODES, "optimizer": OPTIMIZERS,
+CHOICES = {"amp": AMP_CHOICES, "bn_mode": BN_MODES, "optimizer": OPTIMIZERS,
            "schedule": SCHEDULES, "loader": LOADERS, "augment": AUGMENTS,
            "on_nonfinite": NONFINITE_POLICIES}
 
@@ -89,7 +90,7 @@ CHOICES = {"method": METHOD_NAMES, "amp": AMP_CHOICES, "bn_mode": BN_MODES, "opt
                         types={"eps": FRACTION, "alpha": FRACTION})
 @json_option
 def train_command(json_path, **kwargs):
-    """Train or fine-tune a model (natural, PGD AT, Free AT, Fast AT, AFT)."""
+    """Train or fine-tune a model with a method (built-in, or your own by import path)."""
     summary = train(TrainOptions(**kwargs).check())
     if json_path:
         write_json({**summary, "environment": environment(summary["config"]["resolved"]["device"])},

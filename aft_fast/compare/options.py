@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aft_fast.compare.recipes import ALL_METHODS
+from aft_fast.compare.recipes import ROW_NAMES, row_class
 from aft_fast.errors import check, check_at_least, check_pixels
 from aft_fast.policy import AUTOATTACK_REFERENCE
 
@@ -17,7 +17,7 @@ class CompareOptions:
     out: str = "runs/compare"  # training runs, evaluation state, and (unless --report) the table
     report: str | None = None  # where table.md / table.json / robust_vs_cost.png go (None: out)
     seeds: tuple = (0,)
-    methods: tuple = ALL_METHODS
+    methods: tuple = ROW_NAMES  # built-in rows and RiFT, or a method's import path
     # budget (see aft_fast.compare.recipes)
     epochs: int = 8  # E: epochs of data of every from-scratch method
     aft_epochs: int | None = None  # A: AFT's (and RiFT's) fine-tuning epochs; None: round(E/8)
@@ -46,12 +46,14 @@ class CompareOptions:
         check_pixels("eps", self.eps)
         check(self.eps > 0, "eps", "must be > 0: a comparison of robust training needs a radius")
         check(len(self.seeds) >= 1, "seeds", "give at least one seed")
-        bad = [m for m in self.methods if m not in ALL_METHODS]
-        check(not bad, "methods", f"unknown {bad}; choose from {', '.join(ALL_METHODS)}")
-        check("aft" not in self.methods or "natural" in self.methods, "methods",
-              "aft fine-tunes the Natural model: include natural")
-        check("rift" not in self.methods or "pgd-at" in self.methods, "methods",
-              "rift fine-tunes the PGD AT model: include pgd-at")
+        check(len(self.methods) >= 1, "methods", f"give at least one of {', '.join(ROW_NAMES)} "
+              "(or a method's import path package.module:Class)")
+        rows = [row_class(m) for m in self.methods]  # an unknown name is refused here
+        keys = [c.name for c in rows]
+        check(len(set(keys)) == len(keys), "methods", f"a row is named twice: {', '.join(keys)}")
+        for c in rows:
+            check(not c.parent or c.parent in keys, "methods",
+                  f"{c.name} starts from the {c.parent} model: include {c.parent}")
         for name in ("epochs", "train_steps", "batch_size", "pgd_steps", "pgd_restarts",
                      "aa_steps", "aa_queries", "aa_targets", "mask_images", "eval_batch_size",
                      "aft_epochs", "replays", "eval_images", "val_images", "train_images",

@@ -5,123 +5,85 @@ Budget rule (one number, `epochs` = E, applied to every row):
   E epochs; Free AT runs E / m epochs replaying each batch m times (Shafahi et al.), rounded to
   the nearest integer (halves up, at least 1) when m does not divide E; the cost column counts
   the work actually done, so a rounding shows there;
-- AFT fine-tunes the Natural model for A epochs, by default round(E / 8) (at least 1): the
-  paper's claim is AFT at 1/8-1/10 of PGD AT's cost. Its natural pretraining is the Natural row,
-  reported separately, never folded into AFT's cost;
+- a fine-tuning method (one with a parent: AFT and TRADES-FT from the Natural model) runs A
+  epochs, by default round(E / 8) (at least 1): the AFT paper's claim is AFT at 1/8-1/10 of PGD
+  AT's cost. The parent's training is its own row, reported separately, never folded in;
 - RiFT fine-tunes one module of the PGD AT model on clean data for A epochs (its MRC and α
   search run on small subsets).
 
-Recipes, from each paper and its reference code (two families: the small CNN on 28×28 grayscale
-follows the MNIST code of each reference, which uses Adam; other networks follow the CIFAR code):
-- PGD AT (Madry et al. 2018; MadryLab/robustness): PGD-k, α = 2.5ε/k, random start, attack with
-  BatchNorm in eval mode. Adam (MNIST) / SGD 0.1, momentum 0.9, wd 5e-4 (CIFAR), step decay. An ε
-  warm-up over the first E/4 epochs (what practitioners add: PGD AT from scratch at a small
-  budget otherwise stalls at a constant prediction, as our mnist5k ε = 0.3 run did).
-- Free AT (Shafahi et al. 2019): m replays (4 for the small CNN, 8 on CIFAR as in the paper),
-  step ε, perturbation kept across batches, BatchNorm in train mode (the perturbation comes from
-  the training forward itself).
-- Fast AT (Wong et al. 2020; locuslab/fast_adversarial): FGSM from a uniform random start,
-  α = 1.25ε, one cyclic LR (peak at 2/5 of the run: Adam 5e-3 for MNIST, SGD 0.2 for CIFAR),
-  examples made in train mode (its code calls model.train() before the attack), early stopping
-  when the PGD accuracy of a held-out batch collapses (the co-guard).
-- AFT (Jeddi et al. 2020): PGD-k fine-tuning of the Natural model, Adam 1e-3, the slow start,
-  fast decay schedule, attack in eval mode.
+Recipes come from the methods' own modules (`aft_fast.methods.*`: `recipes` per model family,
+`compare_train`, `budget_epochs`, `passes_per_epoch`), each from its paper and reference code; two
+families: the small CNN on 28×28 grayscale follows the MNIST code of each reference, other
+networks the CIFAR code. The rows are the built-in training methods, RiFT (a pipeline on the PGD
+AT model, `aft_fast.rift.method`) and any method given by import path (`package.module:Class`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from aft_fast.policy import METHOD_NAMES
-from aft_fast.train.options import TrainOptions
+from aft_fast import methods as registry
+from aft_fast.errors import OptionError
+from aft_fast.methods import Budget, Method
+from aft_fast.rift.method import RiFT
 
-# What Fashion-MNIST-sized small-CNN runs use (Adam: Madry's and Wong's MNIST code).
-SMALL_FAMILY = {
-    "natural": dict(optimizer="sgd", lr=0.03, schedule="multistep"),
-    "pgd-at": dict(optimizer="adam", lr=1e-3, schedule="multistep"),
-    "free-at": dict(optimizer="adam", lr=1e-3, schedule="multistep"),
-    "fast-at": dict(optimizer="adam", lr=5e-3, schedule="cyclic"),
-    "aft": dict(optimizer="adam", lr=1e-3, schedule="slow-start-fast-decay"),
-}
-CIFAR_FAMILY = {
-    "natural": dict(optimizer="sgd", lr=0.1, schedule="multistep", weight_decay=5e-4),
-    "pgd-at": dict(optimizer="sgd", lr=0.1, schedule="multistep", weight_decay=5e-4),
-    "free-at": dict(optimizer="sgd", lr=0.1, schedule="multistep", weight_decay=5e-4),
-    "fast-at": dict(optimizer="sgd", lr=0.2, schedule="cyclic", weight_decay=5e-4),
-    "aft": dict(optimizer="adam", lr=1e-3, schedule="slow-start-fast-decay"),
-}
-BN_MODE = {"natural": "eval", "pgd-at": "eval", "free-at": "train", "fast-at": "train",
-           "aft": "eval"}
-SOURCES = {
-    "natural": "standard training (the paper's pretraining: SGD, momentum 0.9, step decay)",
-    "pgd-at": "Madry et al. 2018; MadryLab/robustness (attack in eval mode) + ε warm-up",
-    "free-at": "Shafahi et al. 2019 (m replays, epochs / m, step ε)",
-    "fast-at": "Wong et al. 2020; locuslab/fast_adversarial (FGSM-RS α=1.25ε, cyclic LR, "
-               "early stop on PGD accuracy)",
-    "aft": "Jeddi et al. 2020 (Adam, slow start fast decay, from the Natural model)",
-    "rift": "Zhu et al. 2023 (MRC, clean fine-tuning of one module, interpolation)",
-}
-LABELS = {"natural": "Natural", "pgd-at": "PGD AT", "free-at": "Free AT", "fast-at": "Fast AT",
-          "aft": "AFT", "rift": "RiFT"}
-ALL_METHODS = (*METHOD_NAMES, "rift")  # the training methods, and RiFT on top of PGD AT
-AFT_COST_FRACTION = 8  # the paper: AFT at 1/8-1/10 of PGD AT's cost
+ROWS: tuple[type[Method], ...] = (*registry.BUILTIN, RiFT)  # the rows compare knows by name
+ROW_NAMES = tuple(m.name for m in ROWS)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    key: str  # run folder, JSON key, method name (rift: not a training method)
+    key: str  # run folder, JSON key: the method's name
     label: str
     parent: str | None  # the row whose model it starts from
     epochs: int
-    train: dict = field(default_factory=dict)  # TrainOptions fields (empty for rift)
-    steps: int = 0  # attack steps per weight update (cost)
-    replays: int = 1  # Free AT's m (cost)
+    train: dict = field(default_factory=dict)  # TrainOptions fields (empty for a pipeline: RiFT)
+    method: str = ""  # what makes the method: its name, or the import path it was given as
+    passes_per_epoch: float = 1.0  # its cost rule applied to these options (see cost.py)
     source: str = ""
 
 
-def _round_half_up(x: float) -> int:
-    return max(1, math.floor(x + 0.5))
+def row_class(name: str) -> type[Method]:
+    """The method class of a comparison row: a built-in, RiFT, or an import path."""
+    for cls in ROWS:
+        if cls.name == name:
+            return cls
+    return registry.get(name, option="methods")
 
 
-def budget(epochs: int, replays: int, aft_epochs: int | None) -> dict:
-    """The epochs of every row under the budget rule (see the module docstring)."""
-    return {"natural": epochs, "pgd-at": epochs, "fast-at": epochs,
-            "free-at": _round_half_up(epochs / replays),
-            "aft": aft_epochs or _round_half_up(epochs / AFT_COST_FRACTION),
-            "rift": aft_epochs or _round_half_up(epochs / AFT_COST_FRACTION)}
+def make_row_method(r: Recipe) -> Method:
+    """The method of a row, made with the row's options (its cost reads steps, replays)."""
+    cls = row_class(r.method or r.key)
+    keys = ("eps", "alpha", "steps") + tuple(o.name for o in cls.options)
+    return cls(**{k: r.train[k] for k in keys if r.train.get(k) is not None})
 
 
 def plan(*, arch: str, eps: float, epochs: int, train_steps: int, replays: int | None,
-         aft_epochs: int | None, methods=ALL_METHODS, warmup_fraction: float = 0.25) -> list[Recipe]:
+         aft_epochs: int | None, methods=ROW_NAMES, warmup_fraction: float = 0.25) -> list[Recipe]:
     """The recipes of `methods` in an order where every parent comes first."""
-    small = arch == "small_cnn"
-    family = SMALL_FAMILY if small else CIFAR_FAMILY
-    m = replays or (4 if small else 8)
-    ep = budget(epochs, m, aft_epochs)
-    has_warmup = "eps_warmup_epochs" in TrainOptions.names()
+    b = Budget(epochs=epochs, family="small" if arch == "small_cnn" else "cifar", eps=eps,
+               train_steps=train_steps, replays=replays, fine_tune_epochs=aft_epochs,
+               warmup_fraction=warmup_fraction)
+    classes = {name: row_class(name) for name in methods}
+    keys = {cls.name for cls in classes.values()}
     out = []
-    for key in ALL_METHODS:
-        if key not in methods:
-            continue
-        if key == "rift":
-            out.append(Recipe("rift", LABELS[key], "pgd-at", ep[key], source=SOURCES[key]))
-            continue
-        train = dict(family[key], method=key, epochs=ep[key], eps=eps, bn_mode=BN_MODE[key])
-        steps = 0
-        if key in ("pgd-at", "aft"):
-            steps = train["steps"] = train_steps  # α: the method's default 2.5ε/k
-        if key == "pgd-at" and has_warmup and warmup_fraction > 0:
-            train["eps_warmup_epochs"] = warmup_fraction * ep[key]
-        if key == "free-at":
-            train["replays"] = m
-        if key == "fast-at":
-            train["co_guard"] = True  # α: the method's default 1.25ε
-        out.append(Recipe(key, LABELS[key] + (f" (m={m})" if key == "free-at" else ""),
-                          "natural" if key == "aft" else None, ep[key], train, steps,
-                          m if key == "free-at" else 1, SOURCES[key]))
-    keys = {r.key for r in out}
-    for r in out:
-        if r.parent and r.parent not in keys:
-            raise ValueError(f"{r.key} starts from the {r.parent} model: include {r.parent} in "
-                             "the methods")
+    for name, cls in sorted(classes.items(), key=lambda kv: _depth(kv[1], classes)):
+        if cls.parent and cls.parent not in keys:
+            raise OptionError("methods", f"{cls.name} starts from the {cls.parent} model: "
+                              f"include {cls.parent} in the methods")
+        train = cls.compare_train(b)
+        if train:
+            train["method"] = name  # an import path stays one: train() imports it
+        r = Recipe(cls.name, cls.compare_label(b), cls.parent, cls.budget_epochs(b), train,
+                   name, source=cls.reference)
+        out.append(Recipe(**{**r.__dict__, "passes_per_epoch": make_row_method(r).passes_per_epoch()}))
     return out
+
+
+def _depth(cls, classes: dict) -> int:
+    """How many parents up a row's chain goes (a stable sort on it puts parents first)."""
+    by_key = {c.name: c for c in classes.values()}
+    depth, seen = 0, set()
+    while cls.parent in by_key and cls.name not in seen:
+        seen.add(cls.name)
+        cls, depth = by_key[cls.parent], depth + 1
+    return depth

@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from aft_fast.compare import report
-from aft_fast.compare.cost import passes_per_image, rift_search_passes
+from aft_fast.compare.cost import row_passes
 from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
-from aft_fast.compare.recipes import Recipe, plan
+from aft_fast.compare.recipes import Recipe, plan, row_class
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
@@ -30,20 +30,9 @@ def protocol_of(opts: CompareOptions) -> Protocol:
 
 
 def recipes_of(opts: CompareOptions) -> list[Recipe]:
-    methods = list(opts.methods)
-    if "rift" in methods and not rift_available():
-        methods.remove("rift")
     return plan(arch=opts.arch, eps=opts.eps, epochs=opts.epochs, train_steps=opts.train_steps,
-                replays=opts.replays, aft_epochs=opts.aft_epochs, methods=methods,
+                replays=opts.replays, aft_epochs=opts.aft_epochs, methods=opts.methods,
                 warmup_fraction=opts.warmup_fraction)
-
-
-def rift_available() -> bool:
-    try:
-        from aft_fast.rift import RiftOptions, rift  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def compare(opts: CompareOptions, command: str | None = None) -> dict:
@@ -55,9 +44,7 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
     p = protocol_of(opts)
     x, y, split = test_set(opts.data)
     train_size = opts.train_images or split["train_split_images"]
-    skipped = [] if "rift" in opts.methods and rift_available() else [
-        {"key": "rift", "reason": "aft_fast.rift is not importable in this checkout"
-                                  if rift_available() is False else "not in --methods"}]
+    skipped = []
     doc = {"command": command or "aft-fast compare " + " ".join(sys.argv[1:]),
            "options": asdict(opts), "protocol": p.settings(),
            "reference_autoattack": p.reference_autoattack, "test_split": split,
@@ -81,7 +68,8 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
                 doc["skipped"].append({"key": r.key, "seed": seed, "reason": reason})
                 continue
             ckpts[r.key] = trained["checkpoint"]
-            trained = {**trained, "passes_per_image": row_passes(r, run_dir, trained, train_size)}
+            trained = {**trained, "passes_per_image": row_passes(r, run_dir, trained["epochs_run"],
+                                                                 train_size)}
             if opts.train_only:
                 continue
             if not opts.report_only:
@@ -103,13 +91,6 @@ def compare(opts: CompareOptions, command: str | None = None) -> dict:
         _write(doc, dest)
         say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
     return doc
-
-
-def row_passes(r: Recipe, run_dir: Path, trained: dict, train_size: int) -> float:
-    """Forward/backward passes per training image of the row (see `cost`); RiFT's MRC and α
-    search count too."""
-    passes = passes_per_image(r.key, trained["epochs_run"], steps=r.steps, replays=r.replays)
-    return passes + (rift_search_passes(run_dir) / train_size if r.key == "rift" else 0)
 
 
 def _write(doc: dict, dest: Path) -> None:
@@ -144,8 +125,9 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
         fresh = True  # the recipe or budget changed: train again from scratch
     if opts.report_only:
         return None
-    if r.key == "rift":
-        info = _rift_row(r, seed, run_dir, parent, opts)
+    cls = row_class(r.method or r.key)
+    if not cls.trains:  # a pipeline of its own (RiFT)
+        info = cls.compare_run(r.epochs, seed, run_dir, parent, opts)
     else:
         from aft_fast.train.options import TrainOptions
         from aft_fast.train.run import train
@@ -193,18 +175,3 @@ def _best_epoch(run_dir: Path):
         return read_checkpoint(run_dir / "best.pt").get("epoch")
     except (FileNotFoundError, ValueError):
         return None
-
-
-def _rift_row(r: Recipe, seed: int, run_dir: Path, parent: str, opts) -> dict:
-    """RiFT from the PGD AT model (not resumable inside: a killed RiFT starts again)."""
-    from aft_fast.rift import RiftOptions, rift
-
-    t0 = time.perf_counter()
-    rift(RiftOptions(checkpoint=parent, data=opts.data, out=str(run_dir), seed=seed,
-                     epochs=r.epochs, device=opts.device, batch_size=opts.batch_size,
-                     val_images=opts.val_images, overwrite=True, quiet=True))
-    seconds = time.perf_counter() - t0
-    rows = _read_rows(run_dir / "finetune")
-    return {"checkpoint": str(run_dir / "rift.pt"), "epochs_run": len(rows) or r.epochs,
-            "train_seconds": seconds, "stopped_early": None, "best_epoch": None,
-            "seconds_note": "RiFT's whole pipeline (MRC, fine-tuning, α search), wall-clock"}

@@ -17,16 +17,16 @@ def is_import_path(arch: str) -> bool:
     return ":" in arch
 
 
-def split(arch: str) -> tuple[str, str]:
+def split(arch: str, option: str = "arch") -> tuple[str, str]:
     module, _, attr = arch.partition(":")
     if not module or not attr or ":" in attr or not all(
             part.isidentifier() for part in module.split(".") + attr.split(".")):
-        raise OptionError("arch", f"{arch!r} is not an import path like package.module:factory "
-                          "(dotted module, one colon, the factory's name)")
+        raise OptionError(option, f"{arch!r} is not an import path like package.module:name "
+                          "(dotted module, one colon, the name in it)")
     return module, attr
 
 
-def import_module(module: str, arch: str):
+def import_module(module: str, arch: str, option: str = "arch"):
     """Import `module`, from the current folder too (as `python -m` does; the `aft-fast` script
     alone would not see a models.py next to the user). The folder goes last on sys.path, so it
     never shadows an installed package, and only for this import."""
@@ -38,29 +38,36 @@ def import_module(module: str, arch: str):
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-            raise OptionError("arch", f"{arch!r}: no module named {exc.name!r} on the Python path "
+            raise OptionError(option, f"{arch!r}: no module named {exc.name!r} on the Python path "
                               f"or in {cwd}; install the package that holds it, run from the "
                               "folder that holds it, or add that folder to PYTHONPATH") from None
-        raise _failed(arch, module, exc) from exc  # the module exists, one of its imports not
+        raise _failed(arch, module, exc, option) from exc  # the module exists, an import not
     except Exception as exc:  # a syntax error, an error raised at import time
-        raise _failed(arch, module, exc) from exc
+        raise _failed(arch, module, exc, option) from exc
     finally:
         if added:
             sys.path.remove(cwd)
 
 
-def _failed(arch: str, module: str, exc: Exception) -> OptionError:
-    return OptionError("arch", f"{arch!r}: importing {module} failed: {type(exc).__name__}: {exc}")
+def _failed(arch: str, module: str, exc: Exception, option: str) -> OptionError:
+    return OptionError(option, f"{arch!r}: importing {module} failed: {type(exc).__name__}: {exc}")
+
+
+def resolve(path: str, option: str = "arch"):
+    """The object an import path names (imports its module: the caller must have asked for
+    it): a model factory (`arch`), a method class (`method`)."""
+    module, attr = split(path, option)
+    obj = import_module(module, path, option)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise OptionError(option, f"{path!r}: {module} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
 
 
 def resolve_factory(arch: str):
-    """The callable `arch` names (imports its module: the caller must have asked for it)."""
-    module, attr = split(arch)
-    obj = import_module(module, arch)
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise OptionError("arch", f"{arch!r}: {module} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    """The callable `arch` names."""
+    obj = resolve(arch)
     if not callable(obj):
         raise OptionError("arch", f"{arch!r}: {attr} is a {type(obj).__name__}, not a function or "
                           "class that returns a torch.nn.Module")

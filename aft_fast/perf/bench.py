@@ -1,6 +1,8 @@
 """`aft-fast bench`: the engine's PGD against the plain research-code way and torchattacks, side by
 side in one process, against the network-compute floor; and the training iteration of every
-method (PGD AT, Free AT, Fast AT, AFT) with the projected wall-clock of a full run."""
+adversarial method (built-in, or a user's by import path) with the projected wall-clock of a full
+run. What a method's iteration is, its attack steps, weight updates per batch and the epochs of
+its projection come from the method itself (`aft_fast.methods`)."""
 from __future__ import annotations
 
 import copy
@@ -10,22 +12,19 @@ from typing import Callable
 
 from aft_fast.attacks import pgd
 from aft_fast.attacks.pgd import compiled_input_grad, input_grad
-from aft_fast.errors import check_at_least, check_choice
+from aft_fast.errors import check, check_at_least, check_choice
 from aft_fast.perf.plain_pgd import plain_pgd
 from aft_fast.perf.timing import time_interleaved
 from aft_fast.perf.workload import Built, Workload, build_workload
-from aft_fast.policy import ADVERSARIAL_METHODS
+from aft_fast import methods as registry
+from aft_fast.methods import Method
 from aft_fast.runtime import environment
-from aft_fast.train.methods import Trainer, make_method
+from aft_fast.train.update import Trainer
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
-# Epochs of a full ImageNet run per method, used only for the projection. They are the methods'
-# usual ImageNet settings, written here as assumptions (not copied from Jeddi et al.'s Table 3,
-# which we could not consult): PGD AT the standard 90-epoch schedule; Free AT a budget of 92
-# epochs of replays, i.e. 92/m passes (Shafahi et al. 2019); Fast AT 15 epochs (Wong et al.
-# 2020); AFT 10 fine-tuning epochs of a pretrained model (its pretraining is not counted: the
-# point of AFT is that a natural model already exists). Override with --epochs METHOD=N.
-DEFAULT_EPOCHS = {"pgd-at": 90.0, "free-at": 92.0, "fast-at": 15.0, "aft": 10.0}
+# Epochs of a full ImageNet run per method, used only for the projection: each method's
+# `imagenet_epochs` (its usual ImageNet setting, written in its module as an assumption, not
+# copied from Jeddi et al.'s Table 3, which we could not consult). Override with --epochs METHOD=N.
 ATTACK_VARIANTS = ("floor", "engine", "plain", "torchattacks")
 
 
@@ -53,7 +52,20 @@ def attack_variants(b: Built, w: Workload, third_party: bool = True) -> dict[str
     return variants
 
 
-def method_variants(b: Built, w: Workload, methods=ADVERSARIAL_METHODS,
+def bench_method(name: str, w: Workload, replays: int) -> Method:
+    """The method as bench times it: the workload's ε, steps and AMP; the workload's α where the
+    method takes the engine's default step rule (PGD-family), its own rule otherwise (Fast AT
+    1.25ε, Free AT ε); --replays where it replays batches."""
+    cls = registry.get(name, option="methods")
+    kwargs = dict(eps=w.eps, steps=w.steps, amp=w.amp, compile=w.compile)
+    if cls.default_alpha is Method.default_alpha:
+        kwargs["alpha"] = w.alpha
+    if "replays" in {o.name for o in cls.options}:
+        kwargs["replays"] = replays
+    return cls(**kwargs)
+
+
+def method_variants(b: Built, w: Workload, methods=registry.ADVERSARIAL,
                     replays: int = 4) -> dict[str, Callable]:
     """One training iteration (perturbation + weight update(s)) of each method, each on its own
     copy of the same model with its own default optimizer."""
@@ -62,12 +74,7 @@ def method_variants(b: Built, w: Workload, methods=ADVERSARIAL_METHODS,
 
     out = {}
     for name in methods:
-        kwargs = dict(eps=w.eps, steps=w.steps, amp=w.amp, compile=w.compile)
-        if name in ("pgd-at", "aft"):
-            kwargs["alpha"] = w.alpha
-        if name == "free-at":
-            kwargs["replays"] = replays
-        method = make_method(name, **kwargs)
+        method = bench_method(name, w, replays)
         model = copy.deepcopy(b.model)
         opt = make_optimizer(method.optimizer, model.parameters(), method.lr,
                              TrainOptions.momentum, TrainOptions.weight_decay)  # train's defaults
@@ -93,29 +100,35 @@ def _attack_rows(times, w: Workload) -> dict:
 def _method_rows(times, w: Workload, epochs: dict, dataset_size: int, replays: int) -> dict:
     rows = {}
     for name, t in times.items():
-        passes = epochs[name] / replays if name == "free-at" else epochs[name]
+        method = bench_method(name, w, replays)
+        passes = epochs[name] / method.replays  # a replayed batch counts its m updates as epochs
         iterations = passes * dataset_size / w.batch
         rows[name] = {**t.as_dict(), "images_per_s": w.batch / t.median,
-                      "weight_updates_per_batch": replays if name == "free-at" else 1,
-                      "attack_steps": {"pgd-at": w.steps, "aft": w.steps, "fast-at": 1,
-                                       "free-at": 0}[name],
+                      "weight_updates_per_batch": method.replays,
+                      "attack_steps": method.attack_steps,
                       "epochs": epochs[name], "passes_over_data": passes,
                       "projected_hours": iterations * t.median / 3600.0}
     return rows
 
 
-def run_bench(w: Workload, *, warmup: int = 1, repeats: int = 5, methods=ADVERSARIAL_METHODS,
+def default_epochs(methods) -> dict:
+    """{method: epochs of its projected full run} (its `imagenet_epochs`; 10 where not set)."""
+    return {name: registry.get(name, option="methods").imagenet_epochs or 10.0 for name in methods}
+
+
+def run_bench(w: Workload, *, warmup: int = 1, repeats: int = 5, methods=registry.ADVERSARIAL,
               replays: int = 4, epochs: dict | None = None, dataset_size: int = IMAGENET_TRAIN_IMAGES,
               third_party: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Every figure of `aft-fast bench` as one JSON-ready dict (see the module docstring)."""
     check_at_least("replays", replays, 1)
     check_at_least("dataset_size", dataset_size, 1)
     for name in methods:
-        check_choice("methods", name, ADVERSARIAL_METHODS)
+        check(registry.get(name, option="methods").adversarial, "methods",
+              f"{name} runs no attack: bench times adversarial methods")
     for name, n in (epochs or {}).items():
-        check_choice("epochs", name, ADVERSARIAL_METHODS)
+        check_choice("epochs", name, methods)
         check_at_least("epochs", n, 0, strict=True)
-    epochs = {**DEFAULT_EPOCHS, **(epochs or {})}
+    epochs = {**default_epochs(methods), **(epochs or {})}
     load_start = os.getloadavg()[0]
     b = build_workload(w)
     say = progress or (lambda msg: None)

@@ -11,7 +11,6 @@ from aft_fast.errors import OptionError
 from aft_fast.rift.options import RiftOptions
 from aft_fast.train.checkpoint import data_settings, read_checkpoint
 
-NOT_ADVERSARIAL = ("natural",)  # methods whose checkpoints RiFT accepts with a warning
 
 
 def open_checkpoint(path: str, option: str = "checkpoint") -> dict:
@@ -27,7 +26,8 @@ def at_checkpoint(opts: RiftOptions) -> tuple[dict, float]:
     not adversarially trained is accepted with a warning (RiFT assumes robustness to keep)."""
     ckpt = open_checkpoint(opts.checkpoint)
     method = ckpt.get("method")
-    if method in NOT_ADVERSARIAL:
+    # recorded by the run (its method's `adversarial`); checkpoints written before: not known
+    if ((ckpt.get("config") or {}).get("resolved") or {}).get("adversarial") is False:
         warnings.warn(f"{opts.checkpoint} was trained with method {method}, not adversarially: "
                       "RiFT keeps robustness that such a model does not have; going on anyway",
                       UserWarning, stacklevel=2)

@@ -1,6 +1,6 @@
-"""One training loop (`fit`), the methods that plug into it, schedules and checkpoints."""
+"""One training loop (`fit`, loop.py) through which every method (`aft_fast.methods`) runs, the
+one weight update (update.py), options (options.py), schedules and checkpoints. `run.train(opts)`
+turns options into a finished run. Kept light (no re-exports of the loop): the methods import
+the weight update from here."""
 from aft_fast.train.checkpoint import export_torchvision, load_checkpoint  # noqa: F401
-from aft_fast.train.loop import fit  # noqa: F401
-from aft_fast.train.methods import METHODS, make_method  # noqa: F401
-from aft_fast.train.run import TrainOptions, train  # noqa: F401
 from aft_fast.train.schedules import SCHEDULES, make_schedule  # noqa: F401

@@ -48,12 +48,12 @@ class EvalBudget:
         return f"per-epoch evaluation of val and train_eval: {size}; {how}{hint}"
 
 
-def eval_budget(*, method: str, eps: float, steps: int | None, full: bool, images: int | None,
+def eval_budget(*, adversarial: bool, eps: float, steps: int | None, full: bool, images: int | None,
                 train_size: int | None = None, max_batches: int | None = None,
                 world_size: int = 1) -> EvalBudget:
     """The budget the options ask for (see the module docstring)."""
     if steps is None:
-        steps = EVAL_FULL_STEPS if full else (0 if method == "natural" else EVAL_STEPS)
+        steps = EVAL_FULL_STEPS if full else (EVAL_STEPS if adversarial else 0)
     attack = AttackConfig(eps, default_alpha(eps, steps), steps) if steps > 0 and eps > 0 else None
     if images is None:
         share = int(EVAL_TRAIN_SHARE * train_size) if train_size else EVAL_IMAGES

@@ -126,7 +126,7 @@ def end_epoch(state: TrainState, row: dict, run_dir: RunDir, cfg: LoopConfig) ->
     if state.guard is not None and state.guard.check(state.model, row, row["epoch"],
                                                        reduce=cfg.dist.sum):
         state.stopped = row["guard"]
-    key = "val_clean_acc" if state.method.name == "natural" else "val_robust_acc"
+    key = "val_robust_acc" if state.method.adversarial else "val_clean_acc"
     improved = state.best is None or (row[key] or 0) >= state.best["value"]
     if improved:
         state.best = {"epoch": row["epoch"], "metric": key, "value": row[key] or 0}

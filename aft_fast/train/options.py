@@ -1,20 +1,22 @@
 """`TrainOptions`: every option of a training run, one field each. The CLI makes one flag per
 field (`aft_fast.commands.train`), `--config` YAML fills them, a run's `args.yaml` records them.
-Add an option here (with its help text in `commands/train.py`'s HELP) and it exists everywhere."""
+Add an option here (with its help text in `commands/train.py`'s HELP) and it exists everywhere.
+The built-in methods' own options (Free AT's `replays`, Fast AT's `co_guard`, TRADES' `beta`) are
+fields too, made from their declarations in `aft_fast.methods` (the help text comes with them);
+a user's method's options go in `method_options`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from aft_fast.errors import check, check_at_least, check_choice, check_pixels
 from aft_fast.models.normalize import parse_floats
-from aft_fast.policy import (AMP_CHOICES, BN_MODES, LOADERS, METHOD_NAMES, NONFINITE_POLICIES,
-                             OPTIMIZERS)
-from aft_fast.train.methods import METHODS
+from aft_fast import methods
+from aft_fast.policy import AMP_CHOICES, BN_MODES, LOADERS, NONFINITE_POLICIES, OPTIMIZERS
 from aft_fast.train.schedules import SCHEDULES, make_schedule
 
 
 @dataclass
-class TrainOptions:
+class _TrainOptions:
     method: str = "aft"
     arch: str = "small_cnn"
     # Normalisation inside the model, one value or one per channel ("0.5", "0.485,0.456,0.406",
@@ -42,7 +44,6 @@ class TrainOptions:
     eps: float = 0.3
     alpha: float | None = None
     steps: int = 10
-    replays: int | None = None
     eval_steps: int | None = None  # None: policy.EVAL_STEPS (adversarial), clean only (natural)
     eval_max_batches: int | None = None
     eval_images: int | None = None  # per-epoch evaluation: images per split (None: the budget)
@@ -63,11 +64,12 @@ class TrainOptions:
     seed: int = 0
     resume: bool = False
     overwrite: bool = False
-    co_guard: bool = False
     save_every: int | None = None  # also write last.pt every N steps (mid-epoch, resumable)
     on_nonfinite: str = "stop"  # a NaN/inf loss: stop (naming the step) or skip the update
     log_every: int = 50
     quiet: bool = False
+    # own options of a method given by import path (a YAML mapping; built-ins' are fields below)
+    method_options: dict | None = None
 
     @classmethod
     def names(cls) -> set[str]:
@@ -77,8 +79,9 @@ class TrainOptions:
         """Refuse, before any work, every option value that cannot run or makes no sense with the
         others (OptionError naming the option). What needs the data or the weights (class
         counts, image sizes, files) is checked where they are opened."""
-        for name, choices in (("method", METHOD_NAMES), ("amp", AMP_CHOICES),
-                              ("loader", LOADERS), ("on_nonfinite", NONFINITE_POLICIES)):
+        self.method_class()  # a built-in name or an importable Method subclass
+        for name, choices in (("amp", AMP_CHOICES), ("loader", LOADERS),
+                              ("on_nonfinite", NONFINITE_POLICIES)):
             check_choice(name, getattr(self, name), choices)
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("bn_mode", BN_MODES)):
@@ -92,22 +95,46 @@ class TrainOptions:
                      "eps_warmup_epochs"):
             check_at_least(name, getattr(self, name), 0)
         for name in ("batch_size", "global_batch", "eval_batch_size", "eval_max_batches",
-                     "replays", "log_every",
+                     "log_every",
                      "image_size", "eval_images", "save_every"):
             check_at_least(name, getattr(self, name), 1)
         for name in ("epochs", "lr"):
             check_at_least(name, getattr(self, name), 0, strict=True)
         self._check_combinations()
+        self.method_kwargs()  # each of the method's own options, checked by its declaration
         self._check_schedule_params()
         return self
 
+    def method_class(self):
+        return methods.get(self.method)
+
+    def method_kwargs(self) -> dict:
+        """The method's own options given (a flag, YAML, or `method_options`); an own option of
+        another method, or one the method does not have, is refused naming it."""
+        cls = self.method_class()
+        mine = {o.name: o for o in cls.options}
+        given = {name: getattr(self, name) for name in OWN_OPTIONS
+                 if getattr(self, name) not in (None, False)}
+        for name in given:
+            owners = ", ".join(c.name for c, _ in OWN_OPTIONS[name])
+            check(name in mine, name, f"is an option of {owners}; --method {self.method} does "
+                  f"not take it (its own options: {', '.join(mine) or 'none'})")
+        extra = self.method_options or {}
+        check(isinstance(extra, dict), "method_options",
+              f"must be a mapping like '{{beta: 3}}', got {extra!r}")
+        for name in extra:
+            check(name in mine, "method_options", f"method {self.method} has no option "
+                  f"{name!r} (its own options: {', '.join(mine) or 'none'})")
+            check(name not in given, "method_options", f"{name} is given twice (--{name} and "
+                  "method_options): give it once")
+        kwargs = {**given, **extra}
+        for name, value in kwargs.items():
+            mine[name].value(value)
+        return kwargs
+
     def _check_combinations(self) -> None:
-        check(self.replays is None or self.method == "free-at", "replays",
-              f"only free-at replays each batch; --method {self.method} takes no --replays")
-        check(not self.co_guard or self.method == "fast-at", "co_guard",
-              "guards Fast AT against catastrophic overfitting; use it with --method fast-at")
-        check(self.alpha is None or self.method != "natural", "alpha",
-              "natural training runs no attack: drop --alpha or pick an adversarial --method")
+        check(self.alpha is None or self.method_class().adversarial, "alpha",
+              f"{self.method} runs no attack: drop --alpha or pick an adversarial --method")
         check(not self.replace_head or self.weights, "replace_head",
               "re-initialises the classifier of --weights: pass --weights PATH as well")
         check(not (self.sync_bn and self.freeze_bn_stats), "sync_bn",
@@ -122,5 +149,23 @@ class TrainOptions:
         check(isinstance(self.schedule_params, dict), "schedule_params",
               f"must be a mapping like {{every: 2, gamma: 0.5}}, got {self.schedule_params!r}")
         # the schedule (the method's default when none is named) refuses what it cannot take
-        make_schedule(self.schedule or METHODS[self.method].schedule, 1.0, 10.0,
+        make_schedule(self.schedule or self.method_class().schedule, 1.0, 10.0,
                       **self.schedule_params)
+
+
+# The built-in methods' own options: {name: [(method class, MethodOption), ...]}.
+OWN_OPTIONS = methods.own_options()
+
+
+def _own_field(name: str, declared: list):
+    _cls, option = declared[0]
+    kind = option.type if option.type is bool else option.type | None
+    # not given: None (the method's default), or off for a flag
+    return (name, kind, field(default=False if option.type is bool else None,
+                              metadata={"help": option.help}))
+
+
+TrainOptions = make_dataclass("TrainOptions", [_own_field(n, d) for n, d in OWN_OPTIONS.items()],
+                              bases=(_TrainOptions,))
+TrainOptions.__module__ = __name__
+TrainOptions.__doc__ = _TrainOptions.__doc__

@@ -17,15 +17,14 @@ from aft_fast.models import build, weights_path
 from aft_fast.policy import OPTIMIZERS, amp_name
 from aft_fast.runtime import pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
-from aft_fast.train.co_guard import COGuard, guard_attack
 from aft_fast.train.evaluation import eval_budget
 from aft_fast.train.loop import LoopConfig, fit
-from aft_fast.train.methods import METHODS, Trainer, make_method
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.partial import freeze_batchnorm_stats, trainable_parameters
 from aft_fast.train.run_dir import RunDir, checkpoint_bytes
 from aft_fast.train.schedules import make_schedule
 from aft_fast.train.state import TrainState
+from aft_fast.train.update import Trainer
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -48,7 +47,7 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 def train(opts: TrainOptions) -> dict:
     """Run one training job; returns fit's summary plus the run directory."""
     opts.check()
-    if METHODS[opts.method].needs_weights and not opts.weights and not opts.allow_scratch:
+    if opts.method_class().needs_weights and not opts.weights and not opts.allow_scratch:
         raise OptionError("weights", f"method {opts.method} fine-tunes a pretrained model: "
                           "pass --weights PATH (a local torchvision state_dict or an aft_fast "
                           "checkpoint), or --allow-scratch to fine-tune random weights anyway")
@@ -80,10 +79,11 @@ def _train(opts: TrainOptions, dist, device) -> dict:
     check_input_size(model, loaders.val, opts)
     state, epochs, config = _state(opts, model, device, dist, loaders.spec, plan)
     config["resolved"]["augment"] = loaders.spec.augment
-    if opts.co_guard:
-        state.guard = COGuard(guard_attack(opts.eps), seed=opts.seed)
+    state.guard = state.method.guard(opts.seed)
+    if state.guard is not None:
         config["resolved"]["co_guard"] = GUARD_DESCRIPTION
-    budget = eval_budget(method=opts.method, eps=opts.eps, steps=opts.eval_steps,
+    budget = eval_budget(adversarial=state.method.adversarial, eps=opts.eps,
+                         steps=opts.eval_steps,
                          full=opts.eval_full, images=opts.eval_images,
                          train_size=loaders.spec.train_size, max_batches=opts.eval_max_batches,
                          world_size=dist.world_size)
@@ -127,12 +127,11 @@ def check_input_size(model, loader, opts: TrainOptions):
 
 def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.BatchPlan):
     """The method, optimizer, schedule and Trainer of the run as a TrainState; epochs; config."""
-    method = make_method(opts.method, eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
-                         amp=amp_name(opts.amp), bn_mode=opts.bn_mode, replays=opts.replays,
-                         eps_warmup_epochs=opts.eps_warmup_epochs,
-                         compile=opts.compile)
-    epochs = opts.epochs if opts.epochs is not None else method.epochs
-    epochs = max(1, math.ceil(epochs / method.replays)) if opts.epochs is None else epochs
+    method = opts.method_class()(eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
+                                 amp=amp_name(opts.amp), bn_mode=opts.bn_mode,
+                                 eps_warmup_epochs=opts.eps_warmup_epochs, compile=opts.compile,
+                                 **opts.method_kwargs())
+    epochs = opts.epochs if opts.epochs is not None else method.default_epochs()
     params = trainable_parameters(model, opts.train_only)  # before DDP wraps the model
     if opts.freeze_bn_stats:
         freeze_batchnorm_stats(model)
@@ -149,11 +148,10 @@ def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.Batc
                       attack_model=model if dist.enabled else net, on_nonfinite=opts.on_nonfinite)
     config = {**asdict(opts), "epochs": epochs, "resolved": {
         "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
-        "schedule": schedule.name, "alpha": method.alpha, "replays": method.replays,
-        "bn_mode": method.bn_mode,
+        "schedule": schedule.name, **method.describe(),
         "device": str(device), "world_size": dist.world_size,
         "global_batch": plan.global_batch, "batch_per_process": plan.per_process}}
     meta = dict(arch=opts.arch, num_classes=spec.num_classes, input_size=spec.image_size,
-                method=method.name, config=config)
+                method=opts.method, config=config)
     return TrainState(method, model, trainer, schedule, meta, dist=dist, seed=opts.seed), epochs, \
         config

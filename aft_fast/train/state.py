@@ -12,18 +12,22 @@ The checkpoint's "epoch" key keeps its meaning: the last finished epoch (-1 befo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from aft_fast.distributed import Dist, rank_seed
 from aft_fast.train.checkpoint import rng_state, set_rng_state
 from aft_fast.train.co_guard import COGuard
-from aft_fast.train.methods import Method, Trainer
+from aft_fast.train.update import Trainer
+
+if TYPE_CHECKING:
+    from aft_fast.methods import Method
 
 
 @dataclass
 class TrainState:
-    method: Method
+    method: "Method"
     model: torch.nn.Module  # Normalized (unwrapped): what evaluation and checkpoints read
     trainer: Trainer  # the optimizer, the GradScaler and the non-finite record
     schedule: object
