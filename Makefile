@@ -6,13 +6,22 @@ PIP := $(PY) -m pip install --disable-pip-version-check
 MAX_JOBS ?= 2
 export MAX_JOBS
 
-.PHONY: install fashion-mnist test bench demo clean
+.PHONY: install fashion-mnist test bench demo clean FORCE
+EXT_STAMP := build/.installed-force-cuda-$(or $(FORCE_CUDA),auto)
 
-install:
-	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
-	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples]"
+install: $(EXT_STAMP)
 	$(PY) -c "import aft_fast.ops as o; b = o.build_info(); assert b['compiled'], b; print('aft_fast ops:', b)"
 	@$(MAKE) --no-print-directory fashion-mnist
+
+# The editable install compiles the ops (~2.5 min on 2 cores): it runs again only when what it
+# builds from (csrc/, setup.py, pyproject.toml, the FORCE_CUDA setting) changed since the last
+# install here, or the compiled module is gone (`make clean` forces it); otherwise it takes seconds.
+$(EXT_STAMP): setup.py $(wildcard pyproject.toml) $(shell find csrc -type f) $(if $(wildcard aft_fast/_C*.so),,FORCE)
+	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
+	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples]"
+	@mkdir -p build && touch $@
+
+FORCE:
 
 # Fashion-MNIST's official idx files from Debian's package, where this user can install it (root
 # with apt, as in CI); never fails the install (the data command's error says what to do).

@@ -50,3 +50,18 @@ def check_pixels(option: str, value) -> None:
     hint = f"; did you mean {value:g}/255?" if 1 < value <= 255 else ""
     check(0 <= value <= 1, option,
           f"must be in [0, 1] (pixel units of [0, 1] images), got {value:g}{hint}")
+
+
+def parse_pixels(value, option: str = "eps") -> float:
+    """A float, or a fraction written as in papers: "8/255" (OptionError naming `option` else)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise OptionError(option, f"expected a number or a fraction like 8/255, got {value!r}") \
+            from None

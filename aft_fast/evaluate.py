@@ -10,24 +10,9 @@ import torch
 import torch.nn as nn
 
 from aft_fast.attacks import AttackConfig, pgd
-from aft_fast.errors import OptionError, check, check_at_least, check_choice, check_pixels
+from aft_fast.errors import OptionError, check, check_at_least, check_choice, check_pixels, parse_pixels
 from aft_fast.policy import (AUTOATTACK_REFERENCE, EVAL_ATTACKS, default_alpha,
                              is_autoattack_reference)
-
-
-def parse_eps(value, option: str = "eps") -> float:
-    """A float, or a fraction written as in papers: "8/255" (OptionError naming `option` else)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise OptionError(option, f"expected a number or a fraction like 8/255, got {value!r}") \
-            from None
 
 
 def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig | None = None,
@@ -84,8 +69,8 @@ def attack_settings(attack: str = "pgd", *, eps, alpha=None, steps: int = 20, re
     """The checked evaluation attack: its AttackConfig and the settings a report records. Call it
     before loading anything to refuse bad options first (OptionError names the `aft-fast eval`
     option)."""
-    eps = parse_eps(eps)
-    alpha = default_alpha(eps, steps) if alpha is None else parse_eps(alpha, "alpha")
+    eps = parse_pixels(eps)
+    alpha = default_alpha(eps, steps) if alpha is None else parse_pixels(alpha, "alpha")
     check_choice("attack", attack, EVAL_ATTACKS)
     check_pixels("eps", eps)
     check_pixels("alpha", alpha)

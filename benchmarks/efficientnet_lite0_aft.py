@@ -40,7 +40,7 @@ from aft_fast.runtime import environment
 
 ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette-4k.zip"
 ARCH, CLASS_MAP, CLASSES = "efficientnet_lite0", "imagenette", 10
-AFT_LR = 1e-3  # the aft method's default (aft_fast.train.methods.AFT.lr)
+AFT_LR = 1e-3  # the aft method's default (aft_fast.methods.aft.AFT.lr)
 
 
 def reduced_folder(zip_path: Path, work: Path, train_per_class: int, test_per_class: int) -> Path:

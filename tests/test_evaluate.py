@@ -11,7 +11,8 @@ from aft_fast.attacks import AttackConfig, pgd
 from aft_fast.cli import main
 from aft_fast.errors import OptionError
 from aft_fast.data.tensors import TensorBatches
-from aft_fast.evaluate import accuracy, evaluate, parse_eps
+from aft_fast.errors import parse_pixels
+from aft_fast.evaluate import accuracy, evaluate
 from aft_fast.models import build
 
 
@@ -33,14 +34,14 @@ def loader(data, batch_size=16):
 
 @pytest.mark.parametrize("text,value", [("8/255", 8 / 255), ("0.3", 0.3), (" 2 / 255 ", 2 / 255),
                                         (0.1, 0.1), (1, 1.0)])
-def test_parse_eps(text, value):
-    assert parse_eps(text) == pytest.approx(value)
+def test_parse_pixels(text, value):
+    assert parse_pixels(text) == pytest.approx(value)
 
 
 @pytest.mark.parametrize("bad", ["eight", "8/0", "8/255/2", ""])
-def test_parse_eps_errors(bad):
+def test_parse_pixels_errors(bad):
     with pytest.raises(ValueError, match="fraction like 8/255"):
-        parse_eps(bad)
+        parse_pixels(bad)
 
 
 def test_pgd_evaluation_matches_a_direct_computation(net, data):

@@ -15,7 +15,7 @@ from aft_fast.cli import main
 from aft_fast.errors import OptionError
 from aft_fast.perf import Workload, build_workload, plain_pgd, time_interleaved
 from aft_fast.perf.bench import run_bench
-from aft_fast.policy import ADVERSARIAL_METHODS
+from aft_fast.methods import ADVERSARIAL as ADVERSARIAL_METHODS
 from aft_fast.perf.profile import PARTS, Iteration, SectionClock, run_profile
 
 TINY = dict(arch="small_cnn", image_size=28, in_channels=1, batch=4, steps=2, device="cpu")

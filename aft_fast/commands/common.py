@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from aft_fast.errors import OptionError
-from aft_fast.evaluate import parse_eps
+from aft_fast.errors import OptionError, parse_pixels
 
 
 def load_config_defaults(ctx: click.Context, _param, path):
@@ -87,7 +86,7 @@ def parse_mapping(text: str, option: str) -> dict:
     return parsed
 
 
-FRACTION = Parsed("number", parse_eps, float)  # a number, or a fraction as papers write ε: 8/255
+FRACTION = Parsed("number", parse_pixels, float)  # a number, or a fraction as papers write ε: 8/255
 YAML_MAPPING = Parsed("mapping", parse_mapping, dict)
 
 

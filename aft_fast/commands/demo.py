@@ -10,14 +10,14 @@ from pathlib import Path
 
 import click
 
-from aft_fast.commands.common import json_option
+from aft_fast.commands.common import FRACTION, json_option
 from aft_fast.io import write_json
 from aft_fast.perf.loader_bench import load_average
 from aft_fast.runtime import environment, pick_device
 from aft_fast.train.options import TrainOptions
-from aft_fast.train.experiments import evaluate_checkpoint, markdown_table, train_timed
+from aft_fast.experiments import markdown_table, test_accuracy, train_timed
 
-EVAL_BATCH = 250  # evaluate_checkpoint's batch: the test images are whole batches of it
+EVAL_BATCH = 250  # test_accuracy's batch: the test images are whole batches of it
 
 
 @click.command("demo")
@@ -25,8 +25,9 @@ EVAL_BATCH = 250  # evaluate_checkpoint's batch: the test images are whole batch
               help="Folder for the two runs (natural/, aft/); the demo replaces its own runs there.")
 @click.option("--data", default="fashion-mnist", show_default=True,
               help="fashion-mnist, mnist5k or another 28x28 single-channel source.")
-@click.option("--eps", type=float, default=0.1, show_default=True,
-              help="l-inf radius (Fashion-MNIST's standard 0.1).")
+@click.option("--eps", type=FRACTION, default=0.1, show_default=True,
+              help="l-inf radius in [0, 1] pixel units, 8/255 accepted (Fashion-MNIST's "
+                   "standard 0.1).")
 @click.option("--train-images", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="A fixed subset of the training split, so the demo takes minutes on a CPU.")
 @click.option("--pretrain-epochs", type=int, default=3, show_default=True)
@@ -57,7 +58,7 @@ def demo_command(out, data, eps, train_images, pretrain_epochs, pretrain_lr, aft
                                           weights=natural, out=str(out / "aft"), **common))
     batches = math.ceil(test_images / EVAL_BATCH)
     click.echo(f"3/3 clean and PGD-20 accuracy on {batches * EVAL_BATCH} official test images")
-    rows = [{"model": name, **evaluate_checkpoint(path, data, eps, max_batches=batches),
+    rows = [{"model": name, **test_accuracy(path, data, eps, max_batches=batches),
              "train_s": seconds}
             for name, path, seconds in (("natural", natural, t_nat),
                                         ("AFT (from natural)", aft, t_aft))]

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from aft_fast.attacks import AttackConfig
 from aft_fast.errors import OptionError, check, check_at_least
 from aft_fast.policy import default_alpha
-from aft_fast.runtime import synced_clock
 from aft_fast.train.update import StepStats, Trainer, batch_stats
 
 
@@ -182,11 +181,8 @@ class Method:
         return F.cross_entropy(logits.float(), y), logits
 
     def step(self, trainer: Trainer, x, y, set_lr) -> StepStats:
-        if trainer.time_attack and self.separate_attack:
-            start = synced_clock(x.device)
-            x_adv = self.perturb(trainer, x, y)
-            trainer.attack_seconds += synced_clock(x.device) - start
-            trainer.attack_calls += 1
+        if self.separate_attack:
+            x_adv = trainer.attack(self.perturb, x, y)
         else:
             x_adv = self.perturb(trainer, x, y)
         return batch_stats(trainer.update(x_adv, y, loss=self._loss_on(x)), y)

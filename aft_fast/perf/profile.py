@@ -30,7 +30,7 @@ from aft_fast.io import atomic_write
 from aft_fast.perf.timing import DeviceTimer
 from aft_fast.perf.workload import Built, Workload, build_workload
 from aft_fast.runtime import environment
-from aft_fast.train.methods import Trainer
+from aft_fast.train.update import Trainer
 
 TOLERANCE_PCT = 10.0  # |other| may be at most this share of the measured total
 PARTS = ("data wait", "copies/casts", "random start", "attack forward", "attack loss",

@@ -72,7 +72,7 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
     loader.set_epoch(epoch, start_batch=state.batch)
     if state.batch == 0 or state.sums is None:
         state.sums = state.new_sums()
-    trainer.attack_seconds, trainer.attack_calls = 0.0, 0
+    trainer.reset_attack_timer()
     log = StepLog(epoch=epoch, epochs=cfg.epochs, n_batches=n_batches, start_batch=state.batch,
                   name=state.method.name, device=trainer.device, log_every=cfg.log_every,
                   show=cfg.show, world_size=cfg.dist.world_size)
@@ -99,8 +99,7 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
     return {"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum / max(n, 1), "train_acc": correct / max(n, 1),
             "epoch_seconds": seconds, "images_per_second": images_per_second,
-            "attack_ms_per_iter": (1e3 * trainer.attack_seconds / trainer.attack_calls
-                                   if trainer.attack_calls else None)}
+            "attack_ms_per_iter": trainer.attack_ms_per_iter()}
 
 
 def lr_setter(state: TrainState, i: int, n_batches: int):

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aft_fast.attacks.pgd import amp_dtype, section
+from aft_fast.runtime import synced_clock
 from aft_fast.train.nonfinite import NonFiniteMonitor, SkipGuard, bad_update, step_unless
 
 
@@ -50,6 +51,23 @@ class Trainer:
         self.time_attack = False  # set by the loop on the iterations it measures (syncs the device)
         self.attack_seconds = 0.0
         self.attack_calls = 0
+
+    def attack(self, perturb, x, y):
+        """`perturb(self, x, y)`, timed (device-synced) on the iterations the loop measures."""
+        if not self.time_attack:
+            return perturb(self, x, y)
+        start = synced_clock(x.device)
+        x_adv = perturb(self, x, y)
+        self.attack_seconds += synced_clock(x.device) - start
+        self.attack_calls += 1
+        return x_adv
+
+    def reset_attack_timer(self) -> None:
+        self.attack_seconds, self.attack_calls = 0.0, 0
+
+    def attack_ms_per_iter(self) -> float | None:
+        """Mean measured attack time since the last reset (None: nothing measured)."""
+        return 1e3 * self.attack_seconds / self.attack_calls if self.attack_calls else None
 
     def autocast(self):
         if self.amp_dtype is None:

@@ -26,7 +26,7 @@ def train_timed(opts: TrainOptions) -> tuple[str, float]:
     return str(Path(opts.out) / "best.pt"), seconds
 
 
-def evaluate_checkpoint(path: str, data: str, eps: float, steps: int = 20, *,
+def test_accuracy(path: str, data: str, eps: float, steps: int = 20, *,
                         autoattack: dict | None = None, max_batches: int | None = None) -> dict:
     """Clean, PGD-`steps` (and optionally AutoAttack) accuracy on the test split, fp32, eval mode."""
     model = load_checkpoint(path)
