@@ -96,24 +96,32 @@ def show_fraction(value: float) -> str:
     return f"{round(k)}/255" if value and abs(k - round(k)) < 1e-6 else f"{value:g}"
 
 
-def _click_type(name: str, kind, choices: dict, types: dict):
+def _click_type(name: str, kind, choices: dict, types: dict, meta):
+    """A field's click type: given by the command, else from its declaration (`options.option`:
+    choices, pixel units), else from its annotation."""
     if name in types:
         return types[name]
     if name in choices:
         return click.Choice(list(choices[name]))
+    if meta.get("choices") is not None:
+        return click.Choice(list(meta["choices"]))
+    if meta.get("pixels"):
+        return FRACTION
     base = [t for t in typing.get_args(kind) if t is not type(None)] or [kind]
     if base[0] is dict:
         return YAML_MAPPING
     return base[0] if base[0] in (int, float, str) else str
 
 
-def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
+def options_from_dataclass(cls, *, help: dict | None = None, choices: dict | None = None,
                            types: dict | None = None, skip: tuple[str, ...] = ()):
     """One click option per field of dataclass `cls`, in field order, named after the field
     (``image_size`` → ``--image-size``; a boolean is a flag, ``--x/--no-x`` where it defaults to
-    on). `choices` and `types` override a field's click type; the dataclass's own checks validate
-    the values."""
+    on). A field declared with `aft_fast.options.option` brings its help, choices and pixel type;
+    `help`, `choices` and `types` give them for plain fields (or override); the dataclass's own
+    checks validate the values."""
     hints = typing.get_type_hints(cls)
+    help = help or {}
 
     def decorate(fn):
         for f in reversed(dataclasses.fields(cls)):
@@ -123,9 +131,9 @@ def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
             if hints[f.name] is bool:  # --x/--no-x only where the default is on
                 name = f"{flag}/--no-{flag[2:]}" if f.default else flag
                 fn = click.option(name, f.name, is_flag=True, default=f.default,
-                                  help=help.get(f.name))(fn)
+                                  help=help.get(f.name, f.metadata.get("help")))(fn)
                 continue
-            kind = _click_type(f.name, hints[f.name], choices or {}, types or {})
+            kind = _click_type(f.name, hints[f.name], choices or {}, types or {}, f.metadata)
             default = f.default  # a radius shows as typed (8/255); the type converts it back
             if kind is FRACTION and isinstance(default, float):
                 default = show_fraction(default)

@@ -7,13 +7,15 @@ from aft_fast.methods.aft import AFT
 from aft_fast.methods.base import Budget, Method, MethodOption  # noqa: F401
 from aft_fast.methods.fast_at import FastAT
 from aft_fast.methods.free_at import FreeAT
+from aft_fast.methods.mart import MART
 from aft_fast.methods.natural import Natural
+from aft_fast.methods.nfgsm import NFGSM
 from aft_fast.methods.pgd_at import PGDAT
 from aft_fast.methods.registry import load_method
 from aft_fast.methods.trades import TRADES, TRADESFineTune
 
 BUILTIN: tuple[type[Method], ...] = (Natural, PGDAT, FreeAT, FastAT, AFT, TRADES,
-                                       TRADESFineTune)
+                                       TRADESFineTune, NFGSM, MART)
 METHODS = {m.name: m for m in BUILTIN}
 NAMES = tuple(METHODS)
 ADVERSARIAL = tuple(m.name for m in BUILTIN if m.adversarial)
@@ -36,4 +38,6 @@ def own_options() -> dict[str, list]:
     for cls in BUILTIN:
         for o in cls.options:
             out.setdefault(o.name, []).append((cls, o))
+    for name, declared in out.items():  # one flag: one meaning
+        assert len({o for _, o in declared}) == 1, f"option {name} is declared differently"
     return out

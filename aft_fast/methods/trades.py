@@ -34,10 +34,13 @@ def kl_sum(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits_adv.float(), dim=1), p_clean, reduction="sum")
 
 
+# β, the weight of the KL term: TRADES' 1/λ, and MART's
+BETA = MethodOption("beta", float, 6.0, "TRADES / MART: weight β of the KL term.", low=0.0)
+
+
 class TradesObjective:
     """TRADES' attack, loss, cost and β: mixed into a from-scratch and a fine-tuning recipe."""
-    options = (MethodOption("beta", float, 6.0, "TRADES / trades-ft: weight β of the KL term "
-                            "(1/λ in the paper).", low=0.0),)
+    options = (BETA,)
 
     def perturb(self, trainer, x, y):
         model = trainer.attack_model

@@ -1,6 +1,7 @@
-"""`TrainOptions`: every option of a training run, one field each. The CLI makes one flag per
-field (`aft_fast.commands.train`), `--config` YAML fills them, a run's `args.yaml` records them.
-Add an option here (with its help text in `commands/train.py`'s HELP) and it exists everywhere.
+"""`TrainOptions`: every option of a training run, one field each, declared once with its help,
+choices and check (`aft_fast.options.option`). The CLI makes one flag per field
+(`aft_fast.commands.train`), `--config` YAML fills them, a run's `args.yaml` records them: add an
+option here and it exists everywhere.
 The built-in methods' own options (Free AT's `replays`, Fast AT's `co_guard`, TRADES' `beta`) are
 fields too, made from their declarations in `aft_fast.methods` (the help text comes with them);
 a user's method's options go in `method_options`."""
@@ -8,68 +9,131 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, make_dataclass
 
-from aft_fast.errors import check, check_at_least, check_choice, check_pixels
+from aft_fast.errors import check
 from aft_fast.models.normalize import parse_floats
 from aft_fast import methods
-from aft_fast.policy import AMP_CHOICES, BN_MODES, LOADERS, NONFINITE_POLICIES, OPTIMIZERS
+from aft_fast.options import check_declared, option
+from aft_fast.policy import (AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, NONFINITE_POLICIES,
+                             OPTIMIZERS)
 from aft_fast.train.schedules import SCHEDULES, make_schedule
 
 
 @dataclass
 class _TrainOptions:
-    method: str = "aft"
-    arch: str = "small_cnn"
-    # Normalisation inside the model, one value or one per channel ("0.5", "0.485,0.456,0.406",
-    # a YAML list); None: the arch's default (aft_fast.models.build)
-    mean: str | list | None = None
-    std: str | list | None = None
-    data: str = "mnist5k"
-    out: str = "runs/aft"
-    weights: str | None = None
-    replace_head: bool = False
-    allow_scratch: bool = False
-    train_only: str | None = None  # a submodule's name: train its parameters only (RiFT)
-    freeze_bn_stats: bool = False  # BatchNorm layers stay in eval mode while training
-    epochs: float | None = None  # None: the method's default (divided by replays for Free AT)
-    batch_size: int = 128  # per process (global batch = batch_size x processes)
-    global_batch: int | None = None  # split over the processes instead (kept on --resume)
-    sync_bn: bool = False  # BatchNorm statistics over the global batch (DDP on GPUs)
-    eval_batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str | None = None
-    schedule_params: dict | None = None
-    eps: float = 0.3
-    alpha: float | None = None
-    steps: int = 10
-    eval_steps: int | None = None  # None: policy.EVAL_STEPS (adversarial), clean only (natural)
-    eval_max_batches: int | None = None
-    eval_images: int | None = None  # per-epoch evaluation: images per split (None: the budget)
-    eval_full: bool = False  # per-epoch evaluation on the whole splits at PGD-EVAL_FULL_STEPS
-    amp: str = "none"
-    bn_mode: str | None = None  # None: the method's (its reference code's) mode
-    eps_warmup_epochs: float = 0.0  # ε (and α) grow linearly from 0 over these epochs
-    channels_last: bool = False
-    compile: bool = False
-    loader: str = "pytorch"
-    check_files: bool = True
-    image_size: int | None = None
-    augment: str | None = None  # None: "small" for images of at most 64 px, else "imagenet"
-    class_map: str | None = None  # folder classes -> the pretrained model's output indices
-    train_images: int | None = None  # a fixed subset of the training split (quick runs)
-    workers: int = 2
-    device: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-    save_every: int | None = None  # also write last.pt every N steps (mid-epoch, resumable)
-    on_nonfinite: str = "stop"  # a NaN/inf loss: stop (naming the step) or skip the update
-    log_every: int = 50
-    quiet: bool = False
-    # own options of a method given by import path (a YAML mapping; built-ins' are fields below)
-    method_options: dict | None = None
+    method: str = option(
+        "aft", f"Training method: {', '.join(methods.NAMES)}, or your own as an import path "
+        "package.module:Class (a subclass of aft_fast.methods.Method; see docs/METHODS.md). "
+        "`aft-fast methods` lists them.")
+    arch: str = option(
+        "small_cnn", "Model architecture: ours (small_cnn, preact_resnet18, wrn28_10, wrn34_10), "
+        "efficientnet_lite0, a torchvision or timm name (timm/NAME), or package.module:factory "
+        "for your own nn.Module; `aft-fast models` lists them.")
+    mean: str | list | None = option(
+        None, "Normalisation mean inside the model, one value or one per channel (0.5 or "
+        "0.485,0.456,0.406; default: the arch's).")
+    std: str | list | None = option(
+        None, "Normalisation std inside the model, like --mean (default: the arch's).")
+    data: str = option(
+        "mnist5k", "mnist5k, fashion-mnist, synthetic, or an ImageNet-style folder (train/<class>/*, "
+        "val/<class>/*).")
+    out: str = option(
+        "runs/aft", "Run directory (args.yaml, metrics.jsonl, summary.csv, last.pt, best.pt, plots).")
+    weights: str | None = option(
+        None, "Local weights to start from: a state_dict (module./_orig_mod. prefixes and "
+        "state_dict/model wrappers are fine, .safetensors too) or an aft_fast checkpoint; "
+        "`pretrained`: the file a packaged example ships (efficientnet_lite0).")
+    replace_head: bool = option(
+        False, "Re-initialise the classifier when --weights has another class count.")
+    allow_scratch: bool = option(
+        False, "Let aft run without --weights (fine-tuning random weights).")
+    train_only: str | None = option(
+        None, "Train only this submodule's parameters (a name such as layer4.1.conv2 or 7; the rest "
+        "frozen), as RiFT does.")
+    freeze_bn_stats: bool = option(
+        False, "Keep BatchNorm layers in eval mode while training (running statistics unchanged).")
+    epochs: float | None = option(
+        None, "Passes over the training data (default: the method's; Free AT's default is divided by "
+        "--replays, as each batch is replayed m times).", low=0, strict=True)
+    batch_size: int = option(
+        128, "Samples per step of each process (global batch = batch size x processes).", low=1)
+    global_batch: int | None = option(
+        None, "Samples per step over all processes, split evenly among them (instead of --batch-size "
+        "per process); --resume keeps a run's global batch under any number of processes.", low=1)
+    sync_bn: bool = option(
+        False, "DDP on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm).")
+    eval_batch_size: int | None = option(
+        None, "Batch size of the per-epoch evaluation (default: the training batch size).", low=1)
+    lr: float | None = option(
+        None, "Peak/base learning rate (default: the method's).", low=0, strict=True)
+    optimizer: str | None = option(None, "sgd or adam (default: the method's).", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum.", low=0)
+    weight_decay: float = option(5e-4, "SGD weight decay.", low=0)
+    schedule: str | None = option(
+        None, "LR schedule: slow-start-fast-decay, step-lr, multistep, cyclic, constant (default: the "
+        "method's).", choices=SCHEDULES)
+    schedule_params: dict | None = option(
+        None, "YAML mapping of schedule parameters, e.g. '{every: 2, gamma: 0.5}'.")
+    eps: float = option(
+        0.3, "l∞ radius in pixel units of [0,1] images; fractions like 8/255 accepted.",
+        pixels=True)
+    alpha: float | None = option(
+        None, "Attack step size (default: 2.5·eps/steps; Fast AT 1.25·eps; Free AT eps).",
+        pixels=True)
+    steps: int = option(10, "PGD steps of the training attack.", low=0)
+    eval_steps: int | None = option(
+        None, "PGD steps of the per-epoch evaluation (default: 10 for adversarial methods, 0 = clean "
+        "accuracy only for natural; 20 with --eval-full).", low=0)
+    eval_max_batches: int | None = option(
+        None, "Evaluate at most this many batches per epoch (faster).", low=1)
+    eval_images: int | None = option(
+        None, "Per-epoch evaluation: at most this many images of val and of train_eval (default: 512, "
+        "at most 5% of the training split, at least 128).", low=1)
+    eval_full: bool = option(
+        False, "Evaluate the whole val split and train_eval subset each epoch (PGD-20 unless "
+        "--eval-steps), instead of the budget.")
+    amp: str = option("none", "Mixed precision: none, bf16 or fp16.", choices=AMP_CHOICES)
+    bn_mode: str | None = option(
+        None, "BatchNorm mode during the training attack: eval or train (default: the method's "
+        "reference code: train for fast-at and free-at, eval otherwise).", choices=BN_MODES)
+    eps_warmup_epochs: float = option(
+        0.0, "Grow eps (and alpha) linearly from 0 over the first N epochs (0: off).", low=0)
+    channels_last: bool = option(False, "Model and inputs in channels_last memory format.")
+    compile: bool = option(
+        False, "torch.compile the weight update and the attack's forward + input backward.")
+    loader: str = option("pytorch", "pytorch or dali (image folders).", choices=LOADERS)
+    check_files: bool = option(
+        True, "Check image files' first/last bytes before training (refuses corrupt folders).")
+    image_size: int | None = option(
+        None, "Image side: folders' train crop / val centre crop (default: the images' own side up to "
+        "64 px, else 224), synthetic data's side (default 32); (fashion-)mnist is always 28.",
+        low=1)
+    augment: str | None = option(
+        None, "Folder augmentation: imagenet (random-resized crop + flip / resize + centre crop), "
+        "small (4-px padded random crop + flip / as is), none (default: small for images of at "
+        "most 64 px, else imagenet).", choices=AUGMENTS)
+    class_map: str | None = option(
+        None, "Folder classes -> the pretrained model's output indices: a JSON {class: index} file, a "
+        "class-list file (one a line), or a packaged map (imagenette).")
+    train_images: int | None = option(
+        None, "Train on a fixed subset of this many training images (the same for every --seed; val "
+        "and test unchanged): quick runs.")
+    workers: int = option(2, "Data-loading worker processes.", low=0)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
+    seed: int = option(
+        0, "Seeds the weights, data order and attacks (a run is exactly repeatable on a CPU).",
+        low=0)
+    resume: bool = option(False, "Continue the run in --out from last.pt, exactly.")
+    overwrite: bool = option(False, "Replace a run already in --out.")
+    save_every: int | None = option(
+        None, "Also write last.pt every N training steps (resumes mid-epoch exactly).", low=1)
+    on_nonfinite: str = option(
+        "stop", "A NaN/inf training loss: stop (naming the step; checkpoints keep the last finite "
+        "weights) or skip that batch's update and count it.", choices=NONFINITE_POLICIES)
+    log_every: int = option(50, "A progress line every N steps.", low=1)
+    quiet: bool = option(False, "Print nothing but errors.")
+    method_options: dict | None = option(
+        None, "Own options of a --method given by import path, a YAML mapping like '{beta: 3}' "
+        "(built-in methods' own options are flags of their own).")
 
     @classmethod
     def names(cls) -> set[str]:
@@ -80,26 +144,9 @@ class _TrainOptions:
         others (OptionError naming the option). What needs the data or the weights (class
         counts, image sizes, files) is checked where they are opened."""
         self.method_class()  # a built-in name or an importable Method subclass
-        for name, choices in (("amp", AMP_CHOICES), ("loader", LOADERS),
-                              ("on_nonfinite", NONFINITE_POLICIES)):
-            check_choice(name, getattr(self, name), choices)
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("bn_mode", BN_MODES)):
-            if getattr(self, name) is not None:  # None: the method's default
-                check_choice(name, getattr(self, name), choices)
-        check_pixels("eps", self.eps)
-        check_pixels("alpha", self.alpha)
+        check_declared(self)  # each field's choices, radius and bounds, as declared
         for name in ("mean", "std"):  # numbers, before any data is read
             parse_floats(name, getattr(self, name))
-        for name in ("steps", "eval_steps", "workers", "momentum", "weight_decay",
-                     "eps_warmup_epochs"):
-            check_at_least(name, getattr(self, name), 0)
-        for name in ("batch_size", "global_batch", "eval_batch_size", "eval_max_batches",
-                     "log_every",
-                     "image_size", "eval_images", "save_every"):
-            check_at_least(name, getattr(self, name), 1)
-        for name in ("epochs", "lr"):
-            check_at_least(name, getattr(self, name), 0, strict=True)
         self._check_combinations()
         self.method_kwargs()  # each of the method's own options, checked by its declaration
         self._check_schedule_params()

@@ -1,5 +1,6 @@
-"""TRADES (Zhang et al. 2019): its attack maximises the KL term, its loss is CE(f(x)) + β·KL/B
-exactly as the reference writes it, and it (and its fine-tuning variant) trains end to end."""
+"""TRADES, N-FGSM and MART against their reference code: TRADES' attack maximises the KL term
+and its loss (and MART's) equals the reference formula; N-FGSM's noise, step and (no) clipping;
+each trains."""
 import pytest
 import torch
 import torch.nn as nn
@@ -75,3 +76,52 @@ def test_trains_one_epoch(synthetic_opts, tmp_path, name):
     row = summary["last"]
     assert 0 <= row["val_robust_acc"] <= row["val_clean_acc"] <= 1
     assert summary["config"]["resolved"]["method_options"] == {"beta": 2.0}
+
+
+# ------------------------------------------------------------------ N-FGSM and MART
+def test_nfgsm_noise_step_and_no_projection():
+    """Noise up to kε, one step of ε, kept in [0, 1], not clipped to the ε-ball (and clipped
+    when asked), as pdejorge/N-FGSM."""
+    torch.manual_seed(0)
+    model = tiny_net()
+    x = torch.full((16, 1, 8, 8), 0.5)
+    y = torch.randint(0, 10, (16,))
+    trainer = Trainer(model, None, None, torch.device("cpu"))
+    free = make_method("n-fgsm", eps=0.1).perturb(trainer, x, y)
+    d = (free - x).abs()
+    assert d.max() > 0.1 + 1e-3 and d.max() <= 0.3 + 1e-6  # beyond ε, within kε + ε
+    clipped = make_method("n-fgsm", eps=0.1, nfgsm_clip=1.0).perturb(trainer, x, y)
+    assert (clipped - x).abs().max() <= 0.1 + 1e-6
+    m = make_method("n-fgsm", eps=0.1)
+    assert m.alpha == pytest.approx(0.1) and m.passes_per_epoch() == 2 and m.bn_mode == "train"
+
+
+def reference_mart_loss(model, x, x_adv, y, beta):
+    """The loss as YisenWang/MART's mart.py writes it."""
+    kl = nn.KLDivLoss(reduction="none")
+    logits, logits_adv = model(x), model(x_adv)
+    adv_probs = F.softmax(logits_adv, dim=1)
+    tmp1 = torch.argsort(adv_probs, dim=1)[:, -2:]
+    new_y = torch.where(tmp1[:, -1] == y, tmp1[:, -2], tmp1[:, -1])
+    loss_adv = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - adv_probs + 1e-12),
+                                                           new_y)
+    nat_probs = F.softmax(logits, dim=1)
+    true_probs = torch.gather(nat_probs, 1, (y.unsqueeze(1)).long()).squeeze()
+    loss_robust = (1.0 / len(x)) * torch.sum(
+        torch.sum(kl(torch.log(adv_probs + 1e-12), nat_probs), dim=1) * (1.0000001 - true_probs))
+    return loss_adv + float(beta) * loss_robust
+
+
+def test_mart_loss_equals_the_reference_formula():
+    torch.manual_seed(0)
+    model = tiny_net().train()
+    x, y = batch()
+    x_adv = (x + 0.05 * torch.rand_like(x)).clamp(0, 1)
+    loss, _ = make_method("mart", eps=0.1).loss(model, x_adv, y, x)
+    torch.testing.assert_close(loss, reference_mart_loss(model, x, x_adv, y, 6.0))
+
+
+@pytest.mark.parametrize("name", ["n-fgsm", "mart"])
+def test_nfgsm_and_mart_train_one_epoch(synthetic_opts, tmp_path, name):
+    row = train(synthetic_opts(tmp_path, name, method=name, epochs=1))["last"]
+    assert 0 <= row["val_robust_acc"] <= row["val_clean_acc"] <= 1
