@@ -30,13 +30,23 @@ def parse_eps(value, option: str = "eps") -> float:
             from None
 
 
+class Interrupted(Exception):
+    """`accuracy` stopped before batch `batch` because its `stop` asked it to."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+        super().__init__(f"evaluation interrupted before batch {batch}")
+
+
 def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig | None = None,
              max_batches: int | None = None, generator: torch.Generator | None = None,
-             autoattack_kwargs: dict | None = None, reduce=None) -> dict:
+             autoattack_kwargs: dict | None = None, reduce=None, stop=None) -> dict:
     """{"clean_acc", "robust_acc" (None for attack "none"), "n", "seconds"} over `loader`.
 
     `cfg`: the PGD attack (also the eps of AutoAttack when `autoattack_kwargs` has none).
-    `reduce(tensor) -> tensor`, if given, sums counts across processes (DDP)."""
+    `reduce(tensor) -> tensor`, if given, sums counts across processes (DDP).
+    `stop(i) -> bool`, if given, is asked before batch i: true raises `Interrupted` (a signal
+    must not wait for the rest of the evaluation)."""
     check_choice("attack", attack, EVAL_ATTACKS)
     check(attack != "pgd" or cfg is not None, "attack", "a PGD evaluation needs an AttackConfig")
     aa_kwargs = dict(autoattack_kwargs or {})
@@ -55,6 +65,8 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
+            if stop is not None and stop(i):
+                raise Interrupted(i)
             with torch.no_grad():
                 clean = model(x).argmax(1) == y
             counts[0] += len(y)
