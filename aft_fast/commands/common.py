@@ -14,6 +14,10 @@ from aft_fast.errors import OptionError
 from aft_fast.evaluate import parse_eps
 
 
+# Where a run goes and whether it replaces or continues one: never taken from a run's args.yaml.
+RUN_PLACE = ("out", "overwrite", "resume")
+
+
 def load_config_defaults(ctx: click.Context, _param, path):
     """``--config FILE``: a YAML mapping whose keys (option names, ``-`` or ``_``) become defaults;
     flags given on the command line still win."""
@@ -30,7 +34,12 @@ def load_config_defaults(ctx: click.Context, _param, path):
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path} must hold a YAML mapping of option: value",
                                  param_hint="--config")
-    data.pop("resolved", None)  # what a run's args.yaml records as resolved, not an option
+    if "resolved" in data:  # a run's args.yaml: repeat the run, never replace or continue it
+        data.pop("resolved")
+        replayed = [k for k in RUN_PLACE if data.pop(k, None) not in (None, False)]
+        if replayed:
+            click.echo(f"--config {path}: a run's record; its {', '.join(replayed)} not "
+                       "replayed (pass --out for the new run)", err=True)
     known = {prm.name for prm in ctx.command.params}
     unknown = sorted(k for k in data if k.replace("-", "_") not in known)
     if unknown:
@@ -141,7 +150,9 @@ def reports_library_errors(fn):
     """A command callback whose library errors come out as click errors (the only place they are
     converted): an OptionError is its flag's bad value; another ValueError, a missing file or an
     occupied path is a usage error; a non-finite loss under --on-nonfinite stop is the run's
-    report (exit status 1). Anything else is a bug and keeps its traceback."""
+    report (exit status 1), and so is a full disk (one line: which file, the old one intact).
+    Anything else is a bug and keeps its traceback."""
+    from aft_fast.io import DiskFull
     from aft_fast.train.nonfinite import NonFiniteLoss
 
     if getattr(fn, "reports_library_errors", False):
@@ -156,7 +167,7 @@ def reports_library_errors(fn):
             raise click.BadParameter(exc.message, ctx=ctx, param_hint=exc.flag) from exc
         except (ValueError, FileNotFoundError, FileExistsError) as exc:
             raise click.UsageError(str(exc), ctx=ctx) from exc
-        except NonFiniteLoss as exc:
+        except (NonFiniteLoss, DiskFull) as exc:
             raise click.ClickException(str(exc)) from exc
 
     run.reports_library_errors = True
