@@ -24,7 +24,10 @@ MAY_CHANGE = {
 def differences(recorded: dict, options: dict) -> list[str]:
     """`--flag value (the run: value)` for each option that defines the run and differs; an
     option the recorded configuration predates is not compared."""
-    return [f"--{k.replace('_', '-')} {options[k]!r} (the run: {recorded[k]!r})"
+    def shown(v):
+        return "default" if v is None else repr(v)
+
+    return [f"--{k.replace('_', '-')} {shown(options[k])} (the run: {shown(recorded[k])})"
             for k in options if k not in MAY_CHANGE and k in recorded
             and options[k] != recorded[k]]
 
