@@ -18,6 +18,31 @@ from aft_fast.evaluate import parse_eps
 RUN_PLACE = ("out", "overwrite", "resume")
 
 
+MAX_ALIASES = 20  # a configuration needs few; an alias bomb (billion laughs) needs many
+
+
+class _FewAliases(yaml.SafeLoader):
+    """yaml.safe_load that refuses a document expanding aliases more than MAX_ALIASES times (a
+    few hundred bytes whose every repr or message would be gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name): not a "
+                                     "configuration")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str):
+    """yaml.safe_load with the alias limit of `_FewAliases`."""
+    loader = _FewAliases(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config_defaults(ctx: click.Context, _param, path):
     """``--config FILE``: a YAML mapping whose keys (option names, ``-`` or ``_``) become defaults;
     flags given on the command line still win."""
@@ -27,7 +52,7 @@ def load_config_defaults(ctx: click.Context, _param, path):
     if not p.is_file():
         raise click.BadParameter(f"no such file: {path}", param_hint="--config")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = safe_yaml(p.read_text()) or {}
     except yaml.YAMLError as exc:
         raise click.BadParameter(f"{path} is not valid YAML ({_yaml_problem(exc)})",
                                  param_hint="--config") from None
@@ -87,7 +112,7 @@ class Parsed(click.ParamType):
 def parse_mapping(text: str, option: str) -> dict:
     """A YAML mapping written inline: ``'{every: 2, gamma: 0.5}'``."""
     try:
-        parsed = yaml.safe_load(text)
+        parsed = safe_yaml(text)
     except yaml.YAMLError:
         parsed = None
     if not isinstance(parsed, dict):

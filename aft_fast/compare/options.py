@@ -46,6 +46,8 @@ class CompareOptions:
         check_pixels("eps", self.eps)
         check(self.eps > 0, "eps", "must be > 0: a comparison of robust training needs a radius")
         check(len(self.seeds) >= 1, "seeds", "give at least one seed")
+        check(len(self.methods) >= 1, "methods",
+              f"names no method: give rows from {', '.join(ALL_METHODS)}")
         bad = [m for m in self.methods if m not in ALL_METHODS]
         check(not bad, "methods", f"unknown {bad}; choose from {', '.join(ALL_METHODS)}")
         check("aft" not in self.methods or "natural" in self.methods, "methods",

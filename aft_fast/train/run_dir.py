@@ -71,7 +71,7 @@ class RunDir:
     def _check_replaceable(self, overwrite: bool) -> bool:
         """Whether --overwrite will replace an old run here (refused: a non-empty folder without
         it, or with it a folder that holds no run)."""
-        existing = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME) \
+        existing = sorted(p.name for p in self.path.iterdir() if not _own_leftover(p.name)) \
             if self.path.is_dir() else []
         if existing and not overwrite:
             shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
@@ -145,6 +145,13 @@ class RunDir:
         writer.writerows(rows)
         write_text(buf.getvalue(), self.path / "summary.csv")
         plot_accuracy(rows, self.path / "accuracy.png")
+
+
+def _own_leftover(name: str) -> bool:
+    """The lock, the write probe, or a temporary file of a run file (a run killed inside an
+    atomic write, even before its first checkpoint): not a file of the user's."""
+    return name in (LOCK_NAME, ".write_probe") or any(
+        name.startswith(f".{f}.") and name.endswith(".tmp") for f in RUN_FILES)
 
 
 def checkpoint_bytes(model: torch.nn.Module, optimizer) -> int:
