@@ -276,6 +276,11 @@ ROWS = [
         "more than 20 aliases", cli("train", "--config", "{tmp}/bomb.yaml"), area="config"),
     Row("a class map with num_classes: 1000000000", "--class-map",
         "num_classes must be an integer in [1, 100000]", lib(_huge_class_map)),
+    Row("--weights with a NaN tensor", "--weights", "1 weight tensor(s) hold NaN or inf values",
+        cli("train", "--arch", "small_cnn", "--weights", "{tmp}/nan_weights.pt")),
+    Row("eval --checkpoint whose weights hold NaN", "--checkpoint", "hold NaN or inf values",
+        cli("eval", "--checkpoint", "{tmp}/nan.pt", "--data", "synthetic", "--eps", "0.1",
+            "--device", "cpu"), area="eval"),
     Row("compare --methods ','", "--methods", "names no method",
         cli("compare", "--methods", ","), area="compare"),
     Row("data make-folder --per-class 0", "--per-class", "must be >= 1, got 0",
@@ -325,6 +330,15 @@ def workdir(tmp_path: Path) -> Path:
     save_checkpoint(tmp_path / "five_classes.pt", model=build("small_cnn", 5, in_channels=3),
                     arch="small_cnn", num_classes=5, input_size=32, method="natural", config={},
                     epoch=0)
+    nan = _small_cnn(10)
+    with torch.no_grad():
+        next(nan.parameters())[0] = float("nan")
+    _state_dict(tmp_path, "nan_weights.pt", nan)
+    model = build("small_cnn", 10, in_channels=3)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", model=model, arch="small_cnn", num_classes=10,
+                    input_size=32, method="natural", config={}, epoch=0)
     return tmp_path
 
 
