@@ -175,8 +175,10 @@ def reports_library_errors(fn):
     """A command callback whose library errors come out as click errors (the only place they are
     converted): an OptionError is its flag's bad value; another ValueError, a missing file or an
     occupied path is a usage error; a non-finite loss under --on-nonfinite stop is the run's
-    report (exit status 1), and so is a full disk (one line: which file, the old one intact).
+    report (exit status 1), and so are a full disk (one line: which file, the old one intact) and an
+    image file that fails to decode mid-run.
     Anything else is a bug and keeps its traceback."""
+    from aft_fast.data.decode import UnreadableImage
     from aft_fast.io import DiskFull
     from aft_fast.train.nonfinite import NonFiniteLoss
 
@@ -190,10 +192,10 @@ def reports_library_errors(fn):
             return fn(*args, **kwargs)
         except OptionError as exc:
             raise click.BadParameter(exc.message, ctx=ctx, param_hint=exc.flag) from exc
+        except (NonFiniteLoss, DiskFull, UnreadableImage) as exc:
+            raise click.ClickException(str(exc)) from exc
         except (ValueError, FileNotFoundError, FileExistsError) as exc:
             raise click.UsageError(str(exc), ctx=ctx) from exc
-        except (NonFiniteLoss, DiskFull) as exc:
-            raise click.ClickException(str(exc)) from exc
 
     run.reports_library_errors = True
     return run
