@@ -276,6 +276,9 @@ ROWS = [
         "more than 20 aliases", cli("train", "--config", "{tmp}/bomb.yaml"), area="config"),
     Row("a class map with num_classes: 1000000000", "--class-map",
         "num_classes must be an integer in [1, 100000]", lib(_huge_class_map)),
+    Row("--data a folder where an image name is a symlink to itself", "--data",
+        "not readable files (a folder, or a broken or looping symlink)",
+        cli("train", "--data", "{tmp}/looped")),
     Row("--weights with a NaN tensor", "--weights", "1 weight tensor(s) hold NaN or inf values",
         cli("train", "--arch", "small_cnn", "--weights", "{tmp}/nan_weights.pt")),
     Row("eval --checkpoint whose weights hold NaN", "--checkpoint", "hold NaN or inf values",
@@ -308,6 +311,8 @@ def workdir(tmp_path: Path) -> Path:
     _file(tmp_path, "c.yaml", "epoch: 3\n")
     _file(tmp_path, "broken.yaml", "eps: [0.1\n")
     _file(tmp_path, "bomb.yaml", BOMB)
+    _folder_without_images(tmp_path / "looped")
+    os.symlink("loop.jpg", tmp_path / "looped" / "train" / "a" / "loop.jpg")
     (tmp_path / "locked").mkdir()  # held by a live process of this host: the test's parent
     (tmp_path / "locked" / ".lock").write_text(json.dumps(
         {"pid": os.getppid(), "host": socket.gethostname(), "since": "now"}))
