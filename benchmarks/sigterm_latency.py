@@ -1,7 +1,7 @@
 """How long `aft-fast train` takes to exit after SIGTERM, wherever the signal lands (training
 step, per-epoch evaluation, checkpoint writing): the figure README's "Long runs" section states.
 
-    python benchmarks/sigterm_latency.py [--delays 3,5,8,12,16,20] [--out /tmp/sigterm]
+    python benchmarks/sigterm_latency.py [--delays 1,3,5,7,9,11,13] [--out /tmp/sigterm]
 
 Each delay starts one run (PGD AT on mnist5k, a small training subset and a large PGD-20
 per-epoch evaluation, so most of the wall time is evaluation), sends SIGTERM that many seconds
@@ -18,7 +18,7 @@ import sys
 import time
 
 RUN = ["-m", "aft_fast.cli", "train", "--method", "pgd-at", "--data", "mnist5k", "--eps", "0.3",
-       "--steps", "5", "--train-images", "512", "--batch-size", "128", "--eval-images", "4000",
+       "--steps", "3", "--train-images", "64", "--batch-size", "64", "--eval-images", "4000",
        "--eval-steps", "20", "--eval-batch-size", "128", "--epochs", "50", "--device", "cpu",
        "--workers", "0", "--quiet"]
 
@@ -33,12 +33,12 @@ def one(out: str, delay: float) -> tuple[float, int, str]:
     sent = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate()
-    return time.perf_counter() - sent, proc.returncode, output.strip().splitlines()[-1][:100]
+    return time.perf_counter() - sent, proc.returncode, output.strip().splitlines()[-1][:90]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--delays", default="3,5,8,12,16,20")
+    ap.add_argument("--delays", default="1,3,5,7,9,11,13")
     ap.add_argument("--out", default="/tmp/sigterm_latency")
     args = ap.parse_args()
     worst = 0.0

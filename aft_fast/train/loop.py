@@ -65,7 +65,8 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
                                           stop=eval_stop(stop, cfg)))
             except Interrupted:  # the epoch's training is kept; a resume evaluates it again,
                 set_rng_state(before)  # from the same random draws (PGD's random starts)
-                preempt(state, run_dir, cfg, stop.signum)
+                preempt(state, run_dir, cfg, stop.signum, during=" (in its evaluation, redone "
+                        "on resume)")
             end_epoch(state, {k: row[k] for k in ROW_KEYS}, run_dir, cfg)
             if state.epoch < cfg.epochs and stop.requested(cfg.dist):  # during end_epoch
                 preempt(state, run_dir, cfg, stop.signum)
@@ -190,9 +191,10 @@ def save(state: TrainState, run_dir: RunDir, cfg: LoopConfig, *, best: bool = Fa
     run_dir.save(state.checkpoint(), best=best)
 
 
-def preempt(state: TrainState, run_dir: RunDir, cfg: LoopConfig, signum: int) -> None:
+def preempt(state: TrainState, run_dir: RunDir, cfg: LoopConfig, signum: int,
+            during: str = "") -> None:
     """Checkpoint the position after the step just done and exit with 128 + signum."""
     save(state, run_dir, cfg)
     say(cfg.dist.is_main, f"stopped by signal {signum} at epoch {state.epoch + 1}, batch "
-        f"{state.batch}: {run_dir.last} resumes the run exactly (--resume)")
+        f"{state.batch}{during}: {run_dir.last} resumes the run exactly (--resume)")
     raise Preempted(signum, run_dir.last)

@@ -69,7 +69,8 @@ class RunLock:
             return
         who = (f"process {pid} on {host} (since {holder.get('since')})" if pid
                else f"an unreadable lock {self.path}")
-        fix = ("wait for it to end or stop it" if here else
+        fix = (f"wait for it to end or stop it (if process {pid} is not a training run, its pid "
+               f"was reused: delete {self.path})" if here else
                f"if that process is gone, delete {self.path}")
         raise OptionError("out", f"{self.path.parent} is in use by {who}: {fix}, or pick "
                           "another --out")
