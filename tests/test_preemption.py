@@ -73,7 +73,7 @@ def test_sigterm_during_evaluation_interrupts_it_and_the_resume_redoes_it(synthe
     def signalled(*args, stop=None, **kw):
         def asked(i):
             batches.append(i)
-            if len(batches) == 2:  # during the evaluation's first batch
+            if len(batches) == 2:  # asked before batch 0, then inside its attack (first step)
                 os.kill(os.getpid(), signal.SIGTERM)
             return stop(i)
         return real(*args, stop=asked, **kw)
@@ -84,7 +84,7 @@ def test_sigterm_during_evaluation_interrupts_it_and_the_resume_redoes_it(synthe
         m.setattr(loop, "evaluate_epoch", signalled)
         with pytest.raises(Preempted):
             train(synthetic_opts(tmp_path, "run", **kw))
-    assert len(batches) == 2  # not the evaluation's remaining batches
+    assert len(batches) == 2  # not the attack's remaining steps, nor the remaining batches
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
     assert (ckpt["progress"]["epoch"], ckpt["progress"]["batch"], ckpt["epoch"]) == (0, 4, -1)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no row of a half evaluation
