@@ -80,8 +80,11 @@ def _load_state(state_path: Path, sha: str, weights_sha: str, n_test: int, say) 
     kept, dropped = eval_cache.trusted_stages(stages if isinstance(stages, dict) else {},
                                               weights_sha, n_test)
     if dropped:
-        say(f"    {state_path}: cached stage(s) {', '.join(map(str, dropped))} do not match the "
-            "checkpoint's weights or the protocol record (edited or corrupt): evaluating again")
+        sealed = any(isinstance(r, dict) and eval_cache.SEAL in r for r in stages.values())
+        why = ("do not match the checkpoint's weights or the protocol record (edited or corrupt)"
+               if sealed else "were cached before records were sealed")
+        say(f"    {state_path}: cached stage(s) {', '.join(map(str, dropped))} {why}: "
+            "evaluating again")
     # another checkpoint (or none yet): start again
     return {"checkpoint_sha256": sha, "weights_sha256": weights_sha, "stages": kept}
 
