@@ -4,24 +4,42 @@ case, or standard AutoAttack (`aft_fast.attacks.autoattack`). An example counts 
 if it is classified correctly both clean and attacked."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
 import torch.nn as nn
 
 from aft_fast.attacks import AttackConfig, pgd
-from aft_fast.errors import OptionError, check, check_at_least, check_choice, check_pixels, parse_pixels
+from aft_fast.attacks.pgd import interruptible
+from aft_fast.errors import (OptionError, check, check_at_least, check_choice, check_pixels,
+                             parse_pixels)
 from aft_fast.policy import (AUTOATTACK_REFERENCE, EVAL_ATTACKS, default_alpha,
                              is_autoattack_reference)
 
 
+class Interrupted(Exception):
+    """`accuracy` stopped before batch `batch` because its `stop` asked it to."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+        super().__init__(f"evaluation interrupted before batch {batch}")
+
+
+def halt(stop, i: int) -> None:
+    if stop is not None and stop(i):
+        raise Interrupted(i)
+
+
 def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig | None = None,
              max_batches: int | None = None, generator: torch.Generator | None = None,
-             autoattack_kwargs: dict | None = None, reduce=None) -> dict:
+             autoattack_kwargs: dict | None = None, reduce=None, stop=None) -> dict:
     """{"clean_acc", "robust_acc" (None for attack "none"), "n", "seconds"} over `loader`.
 
     `cfg`: the PGD attack (also the eps of AutoAttack when `autoattack_kwargs` has none).
-    `reduce(tensor) -> tensor`, if given, sums counts across processes (DDP)."""
+    `reduce(tensor) -> tensor`, if given, sums counts across processes (DDP).
+    `stop(i) -> bool`, if given, is asked before batch i and between the attack's steps: true
+    raises `Interrupted` (a signal must not wait for the rest of the evaluation)."""
     check_choice("attack", attack, EVAL_ATTACKS)
     check(attack != "pgd" or cfg is not None, "attack", "a PGD evaluation needs an AttackConfig")
     aa_kwargs = dict(autoattack_kwargs or {})
@@ -40,16 +58,18 @@ def accuracy(model: nn.Module, loader, *, attack: str = "pgd", cfg: AttackConfig
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
+            halt(stop, i)
             with torch.no_grad():
                 clean = model(x).argmax(1) == y
             counts[0] += len(y)
             counts[1] += clean.sum()
             if attack == "none":
                 continue
-            if attack == "pgd":
-                x_adv = pgd(model, x, y, cfg, generator=generator)
-            else:
-                x_adv = autoattack(model, x, y, **aa_kwargs)
+            with interruptible(lambda: halt(stop, i)) if stop else contextlib.nullcontext():
+                if attack == "pgd":
+                    x_adv = pgd(model, x, y, cfg, generator=generator)
+                else:
+                    x_adv = autoattack(model, x, y, **aa_kwargs)
             with torch.no_grad():
                 counts[2] += ((model(x_adv).argmax(1) == y) & clean).sum()
     finally:

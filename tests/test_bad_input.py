@@ -3,6 +3,9 @@ through the CLI (click's CliRunner) or the library, and the error it must give, 
 Each fails before any training step. `python tests/test_bad_input.py` prints the table."""
 from __future__ import annotations
 
+import json
+import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +98,15 @@ def _half_torchrun_env(tmp: Path) -> None:
         mp.setenv("WORLD_SIZE", "2")
         mp.delenv("RANK", raising=False)
         distributed.setup(torch.device("cpu"))
+
+
+def _huge_class_map(tmp: Path) -> None:
+    from aft_fast.data.class_map import load_class_map
+    load_class_map(str(_file(tmp, "huge.json", '{"classes": {"a": 0}, "num_classes": 1000000000}')))
+
+
+BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9 if p else ['lol'] * 9)}]\n"
+               for p, c in zip(["", *"abcdefg"], "abcdefgh"))
 
 
 ROWS = [
@@ -245,7 +257,50 @@ ROWS = [
     Row("torch.ops.aft_fast.pgd_step_(..., eps=-1, ...) (any op, any bad argument: 48 cases in "
         "tests/direct_op_cases.py)", "eps", "pgd_step_: eps must be a finite number >= 0, got -1",
         lambda tmp: _direct_op_error(), area="ops"),
+    # ------------------------------------------ nothing lost, nothing silent (issue 23)
+    Row("--overwrite of a folder that holds no run", "--overwrite",
+        "holds no run (none of args.yaml, metrics.jsonl, last.pt)",
+        cli("train", "--out", "{tmp}/occupied", "--overwrite")),
+    Row("--out of a run another live process is running (its .lock)", "--out",
+        "is in use by process", cli("train", "--out", "{tmp}/locked")),
+    Row("--resume with another --eps than the run's", "--resume",
+        "was started with other settings: --eps 0.2 (the run: 0.3)",
+        cli("train", "--resume", "--out", "{tmp}/run", "--eps", "0.2", "--batch-size", "16")),
+    Row("--epochs 0.5", "--epochs", "must be a whole number of epochs, got 0.5",
+        cli("train", "--epochs", "0.5")),
+    Row("--epochs inf", "--epochs", "must be a whole number of epochs, got inf",
+        cli("train", "--epochs", "inf")),
+    Row("--eps 0 with an adversarial --method", "--eps", "0 trains naturally and its robust "
+        "accuracy would never be measured", cli("train", "--method", "pgd-at", "--eps", "0")),
+    Row("--steps 0 with --method pgd-at", "--steps", "0 steps attack nothing",
+        cli("train", "--method", "pgd-at", "--steps", "0")),
+    Row("--image-size 64 with --data mnist5k", "--image-size", "is 28x28 built-in data",
+        cli("train", "--data", "mnist5k", "--image-size", "64")),
+    Row("--workers 1000", "--workers", "must be at most", cli("train", "--workers", "1000")),
+    Row("--seed -1", "--seed", "must be in [0, 2**32), got -1", cli("train", "--seed", "-1")),
+    Row("--out ''", "--out", "is empty: name the run's folder", cli("train", "--out", "")),
+    Row("--schedule-params '{gamma: 1e12}' (YAML reads 1e12 as text; the LR would explode)",
+        "--schedule-params", "give a learning rate of 1e+12 at epoch 1",
+        cli("train", "--schedule", "step-lr", "--schedule-params", "{gamma: 1e12}", "--lr",
+            "1")),
+    Row("--config of a YAML alias bomb (a few hundred bytes, billions of items)", "--config",
+        "more than 20 aliases", cli("train", "--config", "{tmp}/bomb.yaml"), area="config"),
+    Row("a class map with num_classes: 1000000000", "--class-map",
+        "num_classes must be an integer in [1, 100000]", lib(_huge_class_map)),
+    Row("--data a folder where an image name is a symlink to itself", "--data",
+        "not readable files (a folder, or a broken or looping symlink)",
+        cli("train", "--data", "{tmp}/looped")),
+    Row("--weights with a NaN tensor", "--weights", "1 weight tensor(s) hold NaN or inf values",
+        cli("train", "--arch", "small_cnn", "--weights", "{tmp}/nan_weights.pt")),
+    Row("eval --checkpoint whose weights hold NaN", "--checkpoint", "hold NaN or inf values",
+        cli("eval", "--checkpoint", "{tmp}/nan.pt", "--data", "synthetic", "--eps", "0.1",
+            "--device", "cpu"), area="eval"),
+    Row("compare --methods ','", "--methods", "names no method",
+        cli("compare", "--methods", ","), area="compare"),
+    Row("data make-folder --per-class 0", "--per-class", "must be >= 1, got 0",
+        cli("data", "make-folder", "--per-class", "0", "--out", "{tmp}/folder"), area="data"),
 ]
+
 
 
 def _direct_op_error() -> str:
@@ -266,6 +321,12 @@ def workdir(tmp_path: Path) -> Path:
 
     _file(tmp_path, "c.yaml", "epoch: 3\n")
     _file(tmp_path, "broken.yaml", "eps: [0.1\n")
+    _file(tmp_path, "bomb.yaml", BOMB)
+    _folder_without_images(tmp_path / "looped")
+    os.symlink("loop.jpg", tmp_path / "looped" / "train" / "a" / "loop.jpg")
+    (tmp_path / "locked").mkdir()  # held by a live process of this host: the test's parent
+    (tmp_path / "locked" / ".lock").write_text(json.dumps(
+        {"pid": os.getppid(), "host": socket.gethostname(), "since": "now"}))
     _state_dict(tmp_path, "small_cnn10.pt", _small_cnn(10))
     _state_dict(tmp_path, "small_cnn5.pt", _small_cnn(5))
     (tmp_path / "empty").mkdir()
@@ -278,13 +339,22 @@ def workdir(tmp_path: Path) -> Path:
     for name, method, state in (("run", "natural", {}),
                                 ("free_at", "free-at", {"delta": torch.zeros(16, 3, 8, 8)})):
         save_torch({"format": CHECKPOINT_FORMAT, "method": method, "method_state": state,
-                    "config": {"batch_size": 16, "resolved": {"world_size": 1}}},
+                    "config": {"batch_size": 16, "eps": 0.3, "resolved": {"world_size": 1}}},
                    tmp_path / name / "last.pt")
     from aft_fast.models import build
     from aft_fast.train.checkpoint import save_checkpoint
     save_checkpoint(tmp_path / "five_classes.pt", model=build("small_cnn", 5, in_channels=3),
                     arch="small_cnn", num_classes=5, input_size=32, method="natural", config={},
                     epoch=0)
+    nan = _small_cnn(10)
+    with torch.no_grad():
+        next(nan.parameters())[0] = float("nan")
+    _state_dict(tmp_path, "nan_weights.pt", nan)
+    model = build("small_cnn", 10, in_channels=3)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", model=model, arch="small_cnn", num_classes=10,
+                    input_size=32, method="natural", config={}, epoch=0)
     return tmp_path
 
 

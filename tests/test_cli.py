@@ -76,11 +76,12 @@ def test_wrong_class_count_names_the_fix(tmp_path):
 
 
 def test_train_json_carries_the_environment(run_dir):
-    # The module-scoped run wrote no JSON; a resume of the finished run does no epochs.
+    # The module-scoped run wrote no JSON; a resume of the finished run (its own settings, from
+    # its args.yaml) does no epochs.
     out = run_dir.parent / "summary.json"
     result = CliRunner().invoke(main, [
-        "train", "--method", "natural", "--data", "mnist5k", "--epochs", "1", "--out", str(run_dir),
-        "--resume", "--device", "cpu", "--quiet", "--eval-max-batches", "1", "--json", str(out)])
+        "train", "--config", str(run_dir / "args.yaml"), "--out", str(run_dir), "--resume",
+        "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert "device" in report["environment"] and report["best"]["epoch"] == 0

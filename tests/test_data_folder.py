@@ -214,7 +214,8 @@ def test_decode_failure_names_the_file(corrupt_folder):
     (root / "val" / "4" / "garbage.jpg").unlink()
     victim.write_bytes(victim.read_bytes()[:100] + b"\xff\xd9")  # truncated, EOI appended
     L = make_loaders(str(root), loader="pytorch", **{**KW, "workers": 0, "batch_size": 128})
-    with pytest.raises(RuntimeError, match=f"cannot decode {victim}.*aft-fast data scan"):
+    from aft_fast.data.decode import UnreadableImage
+    with pytest.raises(UnreadableImage, match=f"cannot decode {victim}.*aft-fast data scan"):
         collect(L.test)
 
 

@@ -62,21 +62,36 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(synthetic_opts, tmp_p
     assert [r["epoch"] for r in summary["rows"]] == [0, 1]
 
 
-def test_sigterm_during_evaluation_stops_at_the_epochs_checkpoint(synthetic_opts, tmp_path,
-                                                                   monkeypatch):
+def test_sigterm_during_evaluation_interrupts_it_and_the_resume_redoes_it(synthetic_opts,
+                                                                          tmp_path, monkeypatch):
+    """A scheduler's SIGKILL follows SIGTERM within its grace period: the evaluation stops before
+    its next batch, last.pt holds the epoch's training, and --resume evaluates it again."""
     import aft_fast.train.loop as loop
-    real = loop.evaluate_epoch
+    from aft_fast.evaluate import accuracy
+    real, batches = loop.evaluate_epoch, []
 
-    def signalled(*args, **kw):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kw)
+    def signalled(*args, stop=None, **kw):
+        def asked(i):
+            batches.append(i)
+            if len(batches) == 2:  # asked before batch 0, then inside its attack (first step)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return stop(i)
+        return real(*args, stop=asked, **kw)
 
-    monkeypatch.setattr(loop, "evaluate_epoch", signalled)
-    with pytest.raises(Preempted):
-        train(synthetic_opts(tmp_path, "run", method="natural", epochs=2))
+    kw = dict(method="pgd-at", epochs=2, eval_max_batches=3, steps=1)
+    train(synthetic_opts(tmp_path, "straight", **kw))
+    with monkeypatch.context() as m:
+        m.setattr(loop, "evaluate_epoch", signalled)
+        with pytest.raises(Preempted):
+            train(synthetic_opts(tmp_path, "run", **kw))
+    assert len(batches) == 2  # not the attack's remaining steps, nor the remaining batches
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert (ckpt["progress"]["epoch"], ckpt["progress"]["batch"], ckpt["epoch"]) == (1, 0, 0)
-    assert len(rows(tmp_path / "run")) == 1  # the epoch's row was written before stopping
+    assert (ckpt["progress"]["epoch"], ckpt["progress"]["batch"], ckpt["epoch"]) == (0, 4, -1)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no row of a half evaluation
+    assert accuracy  # the interruption is accuracy()'s `stop`
+    train(synthetic_opts(tmp_path, "run", resume=True, **kw))
+    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "run" / "last.pt")
+    assert rows(tmp_path / "straight") == rows(tmp_path / "run")
 
 
 def test_cli_exits_with_130_on_sigint_and_a_second_sigint_interrupts(synthetic_opts, tmp_path,

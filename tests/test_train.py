@@ -22,12 +22,17 @@ def test_logs_every_n_steps_and_each_epoch(synthetic_opts, tmp_path, capsys):
     assert "epoch 1/1 [pgd-at] loss" in out and "val clean" in out
 
 
-def test_non_empty_out_needs_overwrite_which_keeps_other_files(synthetic_opts, tmp_path):
+def test_non_empty_out_needs_overwrite_which_replaces_only_a_run(synthetic_opts, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OptionError, match=r"--out: .* is not empty \(notes.txt\)"):
         train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
+    with pytest.raises(OptionError, match=r"--overwrite: .* holds no run"):
+        train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, overwrite=True))
+    (out / "notes.txt").unlink()
+    train(synthetic_opts(tmp_path, "run", method="natural", epochs=1))
+    (out / "notes.txt").write_text("mine")
     train(synthetic_opts(tmp_path, "run", method="natural", epochs=1, overwrite=True))
     assert (out / "notes.txt").read_text() == "mine" and (out / "last.pt").exists()
 

@@ -207,7 +207,7 @@ def _default_eps(ckpts: list[dict]) -> float:
 def embed_checkpoints(paths: list[str], labels: list[str] | None, *, data: str, split: str = "test",
                       max_images: int | None = 1000, eps: float | None = None, steps: int = 20,
                       alpha: float | None = None, batch_size: int = 250, seed: int = 0,
-                      device="cpu") -> tuple[list[dict], dict]:
+                      device="cpu", trust_code: bool = False) -> tuple[list[dict], dict]:
     """The embedding of each checkpoint's penultimate features (clean and PGD) on the same images:
     (panels for `plot_embeddings`, what was run)."""
     from aft_fast import load_checkpoint
@@ -232,7 +232,7 @@ def embed_checkpoints(paths: list[str], labels: list[str] | None, *, data: str, 
     panels = []
     for k, (p, c) in enumerate(zip(paths, ckpts)):
         label = labels[k] if labels else f"{c.get('method')}: {Path(p).parent.name}/{Path(p).name}"
-        feats = collect_features(load_checkpoint(p, device), getattr(loaders, split), attack,
+        feats = collect_features(load_checkpoint(p, device, trust_code=trust_code), getattr(loaders, split), attack,
                                  max_images=max_images, num_classes=spec.num_classes,
                                  generator=torch.Generator().manual_seed(seed))
         panels.append({"checkpoint": str(p), "label": label, "labels": feats["labels"],

@@ -63,6 +63,20 @@ def instrumented(hook: Callable[[str], ContextManager]):
         _section_hook = previous
 
 
+@contextlib.contextmanager
+def interruptible(check: Callable[[], None]):
+    """Run the block with `check()` called before every named part (an installed hook kept):
+    `check` may raise, so a long attack stops between its steps (a signal in an evaluation)."""
+    previous = _section_hook
+
+    def hook(name: str) -> ContextManager:
+        check()
+        return _NO_SECTION if previous is None else previous(name)
+
+    with instrumented(hook):
+        yield
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """An l∞ PGD attack. eps/alpha in pixel units of [0, 1] images.

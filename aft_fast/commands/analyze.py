@@ -172,10 +172,12 @@ def plateau_command(weights, arch, data, epochs, plateaus, gamma, include_aft, o
 @click.option("--alpha", type=FRACTION, default=None, help="PGD step (default 2.5·eps/steps).")
 @click.option("--batch-size", type=int, default=250, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds PGD's random starts.")
+@click.option("--trust-code", is_flag=True,
+              help="Import the model code a checkpoint names (--arch package.module:factory).")
 @device_option
 @_out_option("embedding")
 def embedding_command(checkpoints, labels, data, split, max_images, eps, steps, alpha, batch_size,
-                      seed, device, out, name):
+                      seed, trust_code, device, out, name):
     """Penultimate-layer features (the classifier head's input) of clean and PGD images, LDA to
     c − 1 dimensions then PCA to 2, one row per checkpoint; prints each embedding's separation
     (silhouette of the 2-D points, Fisher ratio in LDA space; true labels)."""
@@ -188,7 +190,8 @@ def embedding_command(checkpoints, labels, data, split, max_images, eps, steps, 
     _, data = _checkpoint_defaults(checkpoints[0], "-", data)
     panels, info = embed_checkpoints(
         checkpoints, labels or None, data=data, split=split, max_images=max_images, eps=eps,
-        steps=steps, alpha=alpha, batch_size=batch_size, seed=seed, device=_device(device))
+        steps=steps, alpha=alpha, batch_size=batch_size, seed=seed, device=_device(device),
+        trust_code=trust_code)
     paths = output_paths(out, name)
     plot_embeddings(panels, info["class_names"], paths["png"], title=info["title"])
     scores = [{"checkpoint": p["checkpoint"], "label": p["label"], "kind": kind,

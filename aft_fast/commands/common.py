@@ -13,6 +13,35 @@ import yaml
 from aft_fast.errors import OptionError, parse_pixels
 
 
+# Where a run goes and whether it replaces or continues one: never taken from a run's args.yaml.
+RUN_PLACE = ("out", "overwrite", "resume")
+
+
+MAX_ALIASES = 20  # a configuration needs few; an alias bomb (billion laughs) needs many
+
+
+class _FewAliases(yaml.SafeLoader):
+    """yaml.safe_load that refuses a document expanding aliases more than MAX_ALIASES times (a
+    few hundred bytes whose every repr or message would be gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name): not a "
+                                     "configuration")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str):
+    """yaml.safe_load with the alias limit of `_FewAliases`."""
+    loader = _FewAliases(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config_defaults(ctx: click.Context, _param, path):
     """``--config FILE``: a YAML mapping whose keys (option names, ``-`` or ``_``) become defaults;
     flags given on the command line still win."""
@@ -22,14 +51,19 @@ def load_config_defaults(ctx: click.Context, _param, path):
     if not p.is_file():
         raise click.BadParameter(f"no such file: {path}", param_hint="--config")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = safe_yaml(p.read_text()) or {}
     except yaml.YAMLError as exc:
         raise click.BadParameter(f"{path} is not valid YAML ({_yaml_problem(exc)})",
                                  param_hint="--config") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path} must hold a YAML mapping of option: value",
                                  param_hint="--config")
-    data.pop("resolved", None)  # what a run's args.yaml records as resolved, not an option
+    if "resolved" in data:  # a run's args.yaml: repeat the run, never replace or continue it
+        data.pop("resolved")
+        replayed = [k for k in RUN_PLACE if data.pop(k, None) not in (None, False)]
+        if replayed:
+            click.echo(f"--config {path}: a run's record; its {', '.join(replayed)} not "
+                       "replayed (pass --out for the new run)", err=True)
     known = {prm.name for prm in ctx.command.params}
     unknown = sorted(k for k in data if k.replace("-", "_") not in known)
     if unknown:
@@ -77,7 +111,7 @@ class Parsed(click.ParamType):
 def parse_mapping(text: str, option: str) -> dict:
     """A YAML mapping written inline: ``'{every: 2, gamma: 0.5}'``."""
     try:
-        parsed = yaml.safe_load(text)
+        parsed = safe_yaml(text)
     except yaml.YAMLError:
         parsed = None
     if not isinstance(parsed, dict):
@@ -149,7 +183,11 @@ def reports_library_errors(fn):
     """A command callback whose library errors come out as click errors (the only place they are
     converted): an OptionError is its flag's bad value; another ValueError, a missing file or an
     occupied path is a usage error; a non-finite loss under --on-nonfinite stop is the run's
-    report (exit status 1). Anything else is a bug and keeps its traceback."""
+    report (exit status 1), and so are a full disk (one line: which file, the old one intact) and an
+    image file that fails to decode mid-run.
+    Anything else is a bug and keeps its traceback."""
+    from aft_fast.data.decode import UnreadableImage
+    from aft_fast.io import DiskFull
     from aft_fast.train.nonfinite import NonFiniteLoss
 
     if getattr(fn, "reports_library_errors", False):
@@ -162,10 +200,10 @@ def reports_library_errors(fn):
             return fn(*args, **kwargs)
         except OptionError as exc:
             raise click.BadParameter(exc.message, ctx=ctx, param_hint=exc.flag) from exc
+        except (NonFiniteLoss, DiskFull, UnreadableImage) as exc:
+            raise click.ClickException(str(exc)) from exc
         except (ValueError, FileNotFoundError, FileExistsError) as exc:
             raise click.UsageError(str(exc), ctx=ctx) from exc
-        except NonFiniteLoss as exc:
-            raise click.ClickException(str(exc)) from exc
 
     run.reports_library_errors = True
     return run

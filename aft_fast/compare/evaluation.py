@@ -3,7 +3,8 @@ AutoAttack chunk) is saved, so a killed evaluation resumes where it stopped and 
 never redone. Each stage is keyed by the protocol settings it reads (and all by the checkpoint's
 bytes): changing one setting redoes only the stages that read it, and raising `aa_images` attacks
 only the images not yet attacked. Two rows whose models compute the same function (RiFT's α
-search may keep its parent's weights) share one evaluation."""
+search may keep its parent's weights) share one evaluation. The cache is read without running
+code and each stage is sealed to the weights and settings it was computed from (`eval_cache`)."""
 from __future__ import annotations
 
 import copy
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from aft_fast.compare import masking
+from aft_fast.compare import eval_cache, masking
 from aft_fast.compare.protocol import (Protocol, autoattack_survivors, correct, pgd_survivors)
 from aft_fast.io import save_torch
 
@@ -40,9 +41,14 @@ READS = {"clean": (), "weak": ("images", "weak_steps", *_COMMON),
          "sweep": ("images", "mask_images", "mask_steps", *_COMMON)}
 
 
-def stage_key(p: Protocol, name: str) -> str:
+def stage_settings(p: Protocol, name: str) -> dict:
+    """The protocol settings stage `name` reads (recorded in its cache record)."""
     settings = p.settings()
-    text = repr([(k, settings[k]) for k in READS[name]])
+    return {k: settings[k] for k in READS[name]}
+
+
+def stage_key(p: Protocol, name: str) -> str:
+    text = repr(list(stage_settings(p, name).items()))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -66,12 +72,25 @@ def _candidates(stages: dict, na: int) -> int:
     return int(stages["clean"]["correct"][:na].sum()) if "clean" in stages else -1
 
 
-def _load_state(state_path: Path, sha: str) -> dict:
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        if state.get("checkpoint_sha256") == sha:
-            return state
-    return {"checkpoint_sha256": sha, "stages": {}}  # another checkpoint: start again
+def _load_state(state_path: Path, sha: str, weights_sha: str, n_test: int, say) -> dict:
+    """The cached stages of the checkpoint whose file digest is `sha`: only those whose seal
+    matches its weights and that agree with its clean stage (others are computed again)."""
+    state = eval_cache.read(state_path, say) or {}
+    stages = state.get("stages") if state.get("checkpoint_sha256") == sha else None
+    kept, dropped = eval_cache.trusted_stages(stages if isinstance(stages, dict) else {},
+                                              weights_sha, n_test)
+    if dropped:
+        sealed = any(isinstance(r, dict) and eval_cache.SEAL in r for r in stages.values())
+        why = ("do not match the checkpoint's weights or the protocol record (edited or corrupt)"
+               if sealed else "were cached before records were sealed")
+        say(f"    {state_path}: cached stage(s) {', '.join(map(str, dropped))} {why}: "
+            "evaluating again")
+    # another checkpoint (or none yet): start again
+    return {"checkpoint_sha256": sha, "weights_sha256": weights_sha, "stages": kept}
+
+
+def _save_state(state: dict, state_path: Path) -> None:
+    save_torch(eval_cache.seal_stages(state), state_path)
 
 
 def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
@@ -83,25 +102,24 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     from aft_fast.train.checkpoint import weights_digest
 
     state_path = Path(state_path)
-    state = _load_state(state_path, file_digest(path))
-    if "weights_sha256" not in state:
-        state["weights_sha256"] = weights_digest(read_checkpoint(path))
-        if not only_cached and state_path.is_file():
-            save_torch(state, state_path)  # so a twin row finds it
+    weights_sha = weights_digest(read_checkpoint(path))  # never taken from the cache itself
+    state = _load_state(state_path, file_digest(path), weights_sha, len(y), say)
     def complete():
         return all(_finished(state["stages"], k, p, len(y)) for k in STAGES)
 
-    if not complete() and _adopt_twin(state, state_path, p):
+    if not complete() and _adopt_twin(state, state_path, p, len(y)):
         say(f"    same weights as {state['shared_with']}: its evaluation is shared")
     if only_cached and not complete():
         return None
+    if not only_cached:
+        _save_state(state, state_path)  # so a twin row finds it
     model = load_checkpoint(path, device).eval()
     scores = evaluate_model(model, x, y, p, state=state,
-                            save=lambda: save_torch(state, state_path), say=say)
+                            save=lambda: _save_state(state, state_path), say=say)
     return {**scores, "shared_with": state.get("shared_with")}
 
 
-def _adopt_twin(state: dict, state_path: Path, p: Protocol) -> str | None:
+def _adopt_twin(state: dict, state_path: Path, p: Protocol, n_test: int) -> str | None:
     """Take the stages of a sibling evaluation (another row of the same comparison and seed)
     whose model has the same weights, where it got further under `p`; its row's name or None."""
     def progress_of(name, rec):
@@ -113,10 +131,12 @@ def _adopt_twin(state: dict, state_path: Path, p: Protocol) -> str | None:
     for other in sorted(state_path.parent.glob("*.pt")):
         if other == state_path:
             continue
-        twin = torch.load(other, weights_only=False)
-        if twin.get("weights_sha256") != state["weights_sha256"]:
+        twin = eval_cache.read(other) or {}
+        stages = twin.get("stages")
+        if twin.get("weights_sha256") != state["weights_sha256"] or not isinstance(stages, dict):
             continue
-        for name, rec in twin.get("stages", {}).items():
+        stages, _ = eval_cache.trusted_stages(stages, state["weights_sha256"], n_test)
+        for name, rec in stages.items():
             if progress_of(name, rec) > progress_of(name, state["stages"].get(name)):
                 state["stages"][name] = copy.deepcopy(rec)
                 taken = state["shared_with"] = other.stem
@@ -126,9 +146,12 @@ def _adopt_twin(state: dict, state_path: Path, p: Protocol) -> str | None:
 def progress(state_path, p: Protocol, n_test: int) -> str:
     """How far an unfinished evaluation got under `p`: its finished stages (and clean accuracy)."""
     state_path = Path(state_path)
-    if not state_path.is_file():
+    state = eval_cache.read(state_path)
+    if state is None:
         return "not started"
-    stages = torch.load(state_path, weights_only=False).get("stages", {})
+    stages = state.get("stages") if isinstance(state.get("stages"), dict) else {}
+    if "weights_sha256" in state:  # what a run would not trust, --report-only does not show
+        stages, _ = eval_cache.trusted_stages(stages, state["weights_sha256"], n_test)
     done = [k for k in STAGES if _finished(stages, k, p, n_test)]
     left = [k for k in STAGES if k not in done]
     text = f"stages done: {', '.join(done) or 'none'}; left: {', '.join(left)}"
@@ -156,7 +179,8 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
     def stage(name, fn):
         if not _finished(stages, name, p, len(y)):
             t0 = time.perf_counter()
-            stages[name] = {**fn(), "key": stage_key(p, name)}
+            stages[name] = {**fn(), "key": stage_key(p, name),
+                            "protocol": stage_settings(p, name)}
             stages[name]["seconds"] = time.perf_counter() - t0
             save()
             say(f"    {name}: {stages[name]['seconds']:.0f}s")
@@ -192,7 +216,8 @@ def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
     na, key = len(ys), stage_key(p, "autoattack")
     rec = stages.get("autoattack")
     if not (rec and rec.get("key") == key):
-        rec = {"key": key, "next": 0, "alive": alive[:0].clone(), "counts": {}, "seconds": 0.0}
+        rec = {"key": key, "protocol": stage_settings(p, "autoattack"), "next": 0,
+               "alive": alive[:0].clone(), "counts": {}, "seconds": 0.0}
     if len(rec["alive"]) < na:  # the record's images, then the new ones as they are clean
         rec["alive"] = torch.cat([rec["alive"], alive[len(rec["alive"]):]])
     stages["autoattack"] = rec

@@ -46,8 +46,8 @@ class CompareOptions:
         check_pixels("eps", self.eps)
         check(self.eps > 0, "eps", "must be > 0: a comparison of robust training needs a radius")
         check(len(self.seeds) >= 1, "seeds", "give at least one seed")
-        check(len(self.methods) >= 1, "methods", f"give at least one of {', '.join(ROW_NAMES)} "
-              "(or a method's import path package.module:Class)")
+        check(len(self.methods) >= 1, "methods", f"names no method: give rows from "
+              f"{', '.join(ROW_NAMES)} (or a method's import path package.module:Class)")
         rows = [row_class(m) for m in self.methods]  # an unknown name is refused here
         keys = [c.name for c in rows]
         check(len(set(keys)) == len(keys), "methods", f"a row is named twice: {', '.join(keys)}")

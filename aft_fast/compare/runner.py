@@ -106,10 +106,8 @@ def _read_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> dict:
-    """Train one row (or reuse the finished run of the same settings); returns checkpoint,
-    epochs run, cost."""
-    done = run_dir / DONE
+def row_settings(r: Recipe, seed: int, parent: str | None, opts) -> dict:
+    """What a row's training depends on, as recorded in its compare_done.json."""
     settings = json.loads(json.dumps({**r.train, "epochs": r.epochs, "data": opts.data,
                                       "arch": opts.arch, "seed": seed, "parent": parent,
                                       "batch_size": opts.batch_size,
@@ -117,11 +115,20 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                                       "val_images": opts.val_images}, default=str))
     if r.train.get("co_guard"):  # a changed rule retrains the row
         settings["co_guard_rule"] = GUARD_DESCRIPTION
+    return settings
+
+
+def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> dict:
+    """Train one row (or reuse the finished run of the same settings); returns checkpoint,
+    epochs run, cost."""
+    done = run_dir / DONE
+    settings = row_settings(r, seed, parent, opts)
     fresh = False
     if done.is_file():
         info = json.loads(done.read_text())
-        if info.get("settings") == settings:
-            return info
+        if _portable(info.get("settings")) == _portable(settings):
+            # the checkpoint of this folder, wherever it was when the row was trained
+            return {**info, "checkpoint": str(run_dir / Path(info["checkpoint"]).name)}
         fresh = True  # the recipe or budget changed: train again from scratch
     if opts.report_only:
         return None
@@ -151,6 +158,14 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                           "load_average_end": load_average()}
     write_json(info, done)
     return info
+
+
+def _portable(settings):
+    """Settings as compared across a moved or copied comparison folder: the parent's checkpoint
+    by its place in the folder (runs/seedS/KEY/best.pt), not by the path it had."""
+    if not isinstance(settings, dict) or not settings.get("parent"):
+        return settings
+    return {**settings, "parent": "/".join(Path(settings["parent"]).parts[-4:])}
 
 
 def _same_run(run_dir: Path, settings: dict) -> bool:

@@ -47,6 +47,9 @@ def packaged_names() -> list[str]:
     return sorted(p.stem for p in PACKAGED.glob("*.json"))
 
 
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841: more is a typo, and a classifier of GBs
+
+
 def load_class_map(spec: str) -> ClassMap:
     path = Path(spec)
     if not path.is_file():
@@ -59,6 +62,11 @@ def load_class_map(spec: str) -> ClassMap:
     indices, num_classes = _from_list(text) if model_list else _from_json(text, spec)
     _check(indices, spec)
     num_classes = num_classes or max(indices.values()) + 1
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or \
+            not 1 <= num_classes <= MAX_CLASSES:
+        raise OptionError("class_map", f"{spec}: num_classes must be an integer in [1, "
+                                       f"{MAX_CLASSES}] (a classifier's outputs), got "
+                                       f"{str(num_classes)[:40]}")
     if max(indices.values()) >= num_classes:
         raise OptionError("class_map", f"{spec}: index {max(indices.values())} is not below "
                                        f"num_classes {num_classes}")

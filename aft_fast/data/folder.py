@@ -1,7 +1,8 @@
 """ImageNet-style folders (`root/train/<class>/*.jpg`, `root/val/<class>/*.jpg`): the file lists
 of the four splits. The loaders that read them are `torchvision_batches.py` and `dali.py`.
 
-Labels follow torchvision's ImageFolder: classes are the sorted sub-folder names of train/ (or,
+Labels follow torchvision's ImageFolder: classes are the sorted sub-folder names of train/,
+hidden ones (`.ipynb_checkpoints/`) excepted (or,
 with a class map, the pretrained model's output indices: `class_map.py`). Splits: `train` =
 train/ minus a held-out `val` carved with a fixed seed (model selection, never the test split);
 `train_eval` = a fixed subset of train spread over the classes (no augmentation); `test` = the
@@ -12,7 +13,7 @@ truncated JPEGs the process dies with a segfault. So both loaders behave the sam
 first batch, a cheap check reads each file's first and last bytes (JPEG SOI/EOI markers, PNG
 signature/IEND) and refuses to start, naming the bad files (`check=False` skips it, e.g. for a
 folder already scanned). A file that passes the check but fails to decode still stops the
-torchvision loader with an error naming it. `aft-fast data scan DIR` decodes every file fully
+torchvision loader with a one-line error naming it (`decode.py`, the decoder `data scan` uses). `aft-fast data scan DIR` decodes every file fully
 and lists the unreadable ones.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from aft_fast.data.decode import hidden
 from aft_fast.data.types import IMAGE_EXTENSIONS, SPLIT_SEED, FileList
 from aft_fast.errors import OptionError
 
@@ -33,7 +35,7 @@ def scan_split(root: Path, split: str, classes: list[str] | None = None) -> tupl
     if not base.is_dir():
         raise OptionError("data", f"{root}: missing {split}/ folder (expected "
                                   f"{root}/{split}/<class>/<image>)")
-    found = sorted(d.name for d in base.iterdir() if d.is_dir())
+    found = sorted(d.name for d in base.iterdir() if d.is_dir() and not hidden(Path(d.name)))
     if not found:
         raise OptionError("data", f"{root}: {base} has no class sub-folders")
     if classes is None:
@@ -43,8 +45,14 @@ def scan_split(root: Path, split: str, classes: list[str] | None = None) -> tupl
                                   f"({sorted(set(found) ^ set(classes))[:5]})")
     files, labels = [], []
     for idx, cls in enumerate(classes):
-        imgs = sorted(str(p) for p in (base / cls).iterdir()
-                      if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        named = [p for p in (base / cls).iterdir()
+                 if p.suffix.lower() in IMAGE_EXTENSIONS and not hidden(Path(p.name))]
+        broken = [str(p) for p in named if not p.is_file()]  # a folder, a broken or looping link
+        if broken:
+            raise OptionError("data", f"{root}: {len(broken)} image name(s) that are not readable "
+                                      f"files (a folder, or a broken or looping symlink): "
+                                      f"{', '.join(broken[:5])}. Remove or fix them")
+        imgs = sorted(str(p) for p in named)
         if not imgs:
             raise OptionError("data", f"{root}: class folder {base / cls} holds no images "
                                       f"({', '.join(IMAGE_EXTENSIONS)})")

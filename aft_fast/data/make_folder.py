@@ -23,6 +23,8 @@ def make_folder(out, *, source: str = "mnist5k", size: int = 64, per_class: int 
         raise OptionError("from", f"must be one of {', '.join(SOURCES)}; got {source!r}")
     if size < 8:
         raise OptionError("size", f"must be >= 8, got {size}")
+    if per_class is not None and per_class < 1:  # 0 would write a folder of no images
+        raise OptionError("per_class", f"must be >= 1, got {per_class}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise OptionError("out", f"{out} is not empty; choose a new folder")

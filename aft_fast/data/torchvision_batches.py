@@ -7,6 +7,7 @@ import torch
 
 from aft_fast.data.augment import torchvision_transform
 from aft_fast.data.batches import Batches
+from aft_fast.data.decode import UnreadableImage, one_line, open_rgb
 from aft_fast.data.types import FileList
 
 
@@ -18,17 +19,7 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files.files)
 
     def __getitem__(self, i):
-        from PIL import Image, ImageFile
-
-        ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, as in DALI
-        path = self.files.files[i]
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-        except Exception as exc:
-            raise RuntimeError(f"cannot decode {path}: {exc}. Find every bad file with "
-                               f"`aft-fast data scan <folder>`") from exc
-        return self.transform(img), self.files.labels[i]
+        return self.transform(open_rgb(self.files.files[i])), self.files.labels[i]
 
 
 class _Planned(torch.utils.data.Sampler):
@@ -60,4 +51,16 @@ class TorchvisionBatches(Batches):
 
     def _batches(self, order: torch.Tensor):
         self._sampler.order = order.tolist()
-        return iter(self.loader)
+        return _naming_bad_files(iter(self.loader))
+
+
+def _naming_bad_files(batches):
+    """The loader's batches; a file that fails to decode ends them with one line naming it."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except UnreadableImage as exc:
+            raise one_line(exc) from None
+        yield batch

@@ -94,6 +94,7 @@ class Method:
     optimizer, lr, schedule, epochs = "sgd", 0.1, "multistep", 10
     bn_mode = "eval"  # BatchNorm while its training attack runs, as in its reference code
     separate_attack = True  # perturb() is a pass of its own, worth timing
+    uses_steps = False  # its attack runs `steps` PGD steps (0 steps would attack nothing)
     options: tuple[MethodOption, ...] = ()
     # compare: TrainOptions fields per model family, from the reference code (see recipes.py)
     recipes: dict[str, dict] = {}

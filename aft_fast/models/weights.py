@@ -87,6 +87,22 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {strip_wrapper_prefixes(k): v for k, v in obj.items()}
 
 
+def nonfinite_tensors(state: dict) -> list[str]:
+    """The names of the floating-point tensors of `state` holding a NaN or an infinity."""
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state: dict, path, option: str) -> None:
+    """Refuse weights with NaN/inf: every prediction of such a model is garbage (a NaN logit
+    row argmaxes to class 0), so no accuracy of it means anything."""
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise OptionError(option, f"{path}: {len(bad)} weight tensor(s) hold NaN or inf values "
+                          f"(first: {_first(bad)}); these weights cannot be used: take an earlier "
+                          "checkpoint of the run")
+
+
 def _is_state(obj: dict) -> bool:
     return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
@@ -130,6 +146,7 @@ def load_weights(model: nn.Module, path: str, *, replace_head: bool = False,
     fresh initialisation `model` was built with (for its own number of classes)."""
     own = model.state_dict()
     state = _common_prefix(read_state_dict(path), own)
+    check_finite(state, path, "weights")
     head = _head_prefix(model)
     if replace_head:
         state = {k: v for k, v in state.items() if not k.startswith(head)}

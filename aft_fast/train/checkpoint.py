@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from aft_fast.io import save_torch
 from aft_fast.models import rebuild, unwrap
-from aft_fast.models.weights import CHECKPOINT_FORMAT, read_checkpoint
+from aft_fast.models.weights import CHECKPOINT_FORMAT, check_finite, read_checkpoint
 
 
 def rng_state() -> dict:
@@ -99,6 +99,7 @@ def load_checkpoint(path, device="cpu", *, trust_code: bool = False) -> nn.Modul
     """The model in `path`, in eval mode, taking [0, 1] images. A model built by an import path
     the file names is imported only with `trust_code=True` (`models.rebuild`)."""
     ckpt = read_checkpoint(path)
+    check_finite(ckpt["model"], path, "checkpoint")
     model = rebuild(ckpt, trust_code=trust_code)
     model.model.load_state_dict(ckpt["model"])
     return model.to(device).eval()

@@ -61,13 +61,14 @@ def eval_budget(*, adversarial: bool, eps: float, steps: int | None, full: bool,
     return EvalBudget(attack, None if full else images, max_batches, world_size)
 
 
-def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None) -> dict:
-    """Clean and robust accuracy on val and train_eval within `budget`: a metrics row's part."""
+def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None, stop=None) -> dict:
+    """Clean and robust accuracy on val and train_eval within `budget`: a metrics row's part.
+    `stop(i)`: asked before each batch; true interrupts it (`aft_fast.evaluate.Interrupted`)."""
     kind = "none" if budget.attack is None else "pgd"
 
     def measure(loader):
         return accuracy(model, loader, attack=kind, cfg=budget.attack,
-                        max_batches=budget.batches(loader), reduce=reduce)
+                        max_batches=budget.batches(loader), reduce=reduce, stop=stop)
 
     val, train = measure(loaders.val), measure(loaders.train_eval)
     return {"train_clean_acc": train["clean_acc"], "train_robust_acc": train["robust_acc"],

@@ -4,7 +4,8 @@
      ├─ train_one_epoch   per batch: LR from the schedule (a function of fractional epochs),
      │                    `method.step`, on-device sums; a log line every --log-every steps,
      │                    last.pt every --save-every steps, SIGTERM/SIGINT → checkpoint and exit
-     ├─ evaluate_epoch    clean (+ PGD) accuracy on val and train_eval within the budget
+     ├─ evaluate_epoch    clean (+ PGD) accuracy on val and train_eval within the budget;
+     │                    a signal interrupts it between batches (checkpoint, exit)
      └─ end_epoch         metrics row, co-guard, best.pt / last.pt, tables and plots (RunDir)
 
 What a run keeps between steps is a `TrainState` (it writes and reads the checkpoint); the
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from aft_fast.distributed import Dist
+from aft_fast.evaluate import Interrupted
 from aft_fast.train.evaluation import EvalBudget, evaluate_epoch
+from aft_fast.train.checkpoint import rng_state, set_rng_state
 from aft_fast.train.nonfinite import NonFiniteLoss
 from aft_fast.train.preemption import Preempted, StopRequest
 from aft_fast.train.run_dir import RunDir
@@ -56,9 +59,16 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
     with StopRequest() as stop:
         while state.epoch < cfg.epochs and not state.stopped:
             row = train_one_epoch(state, loaders.train, run_dir, cfg, stop)
-            row.update(evaluate_epoch(state.model, loaders, cfg.budget, cfg.dist.sum))
+            before = rng_state()
+            try:
+                row.update(evaluate_epoch(state.model, loaders, cfg.budget, cfg.dist.sum,
+                                          stop=eval_stop(stop, cfg)))
+            except Interrupted:  # the epoch's training is kept; a resume evaluates it again,
+                set_rng_state(before)  # from the same random draws (PGD's random starts)
+                preempt(state, run_dir, cfg, stop.signum, during=" (in its evaluation, redone "
+                        "on resume)")
             end_epoch(state, {k: row[k] for k in ROW_KEYS}, run_dir, cfg)
-            if state.epoch < cfg.epochs and stop.requested(cfg.dist):  # during the evaluation
+            if state.epoch < cfg.epochs and stop.requested(cfg.dist):  # during end_epoch
                 preempt(state, run_dir, cfg, stop.signum)
     return {"last": state.rows[-1] if state.rows else None, "best": state.best,
             "rows": state.rows}
@@ -100,6 +110,12 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
             "train_loss": loss_sum / max(n, 1), "train_acc": correct / max(n, 1),
             "epoch_seconds": seconds, "images_per_second": images_per_second,
             "attack_ms_per_iter": trainer.attack_ms_per_iter()}
+
+
+def eval_stop(stop: StopRequest, cfg: LoopConfig):
+    """What the evaluation asks before each batch: a signal stops it at once. Under DDP the
+    ranks' shards may differ by a batch, so they agree only after it (no collective inside)."""
+    return None if cfg.dist.enabled else (lambda i: stop.requested(cfg.dist))
 
 
 def lr_setter(state: TrainState, i: int, n_batches: int):
@@ -174,9 +190,10 @@ def save(state: TrainState, run_dir: RunDir, cfg: LoopConfig, *, best: bool = Fa
     run_dir.save(state.checkpoint(), best=best)
 
 
-def preempt(state: TrainState, run_dir: RunDir, cfg: LoopConfig, signum: int) -> None:
+def preempt(state: TrainState, run_dir: RunDir, cfg: LoopConfig, signum: int,
+            during: str = "") -> None:
     """Checkpoint the position after the step just done and exit with 128 + signum."""
     save(state, run_dir, cfg)
     say(cfg.dist.is_main, f"stopped by signal {signum} at epoch {state.epoch + 1}, batch "
-        f"{state.batch}: {run_dir.last} resumes the run exactly (--resume)")
+        f"{state.batch}{during}: {run_dir.last} resumes the run exactly (--resume)")
     raise Preempted(signum, run_dir.last)

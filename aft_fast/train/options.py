@@ -120,8 +120,7 @@ class _TrainOptions:
     workers: int = option(2, "Data-loading worker processes.", low=0)
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     seed: int = option(
-        0, "Seeds the weights, data order and attacks (a run is exactly repeatable on a CPU).",
-        low=0)
+        0, "Seeds the weights, data order and attacks (a run is exactly repeatable on a CPU).")
     resume: bool = option(False, "Continue the run in --out from last.pt, exactly.")
     overwrite: bool = option(False, "Replace a run already in --out.")
     save_every: int | None = option(
@@ -150,6 +149,7 @@ class _TrainOptions:
         self._check_combinations()
         self.method_kwargs()  # each of the method's own options, checked by its declaration
         self._check_schedule_params()
+        self._check_sense()
         return self
 
     def method_class(self):
@@ -178,6 +178,32 @@ class _TrainOptions:
         for name, value in kwargs.items():
             mine[name].value(value)
         return kwargs
+
+    def _check_sense(self) -> None:
+        """Values that would be accepted without effect or without sense (issue 23)."""
+        import math
+        import os
+
+        if self.epochs is not None:
+            check(math.isfinite(self.epochs) and self.epochs == int(self.epochs), "epochs",
+                  f"must be a whole number of epochs, got {self.epochs:g}")
+        method = self.method_class()
+        check(not method.adversarial or self.eps > 0, "eps",
+              f"--method {self.method} attacks within eps: 0 trains naturally and its robust "
+              "accuracy would never be measured; pass eps > 0 or --method natural")
+        check(self.steps >= 1 or not method.uses_steps, "steps",
+              f"--method {self.method} trains on PGD-k examples: 0 steps attack nothing; pass "
+              "steps >= 1 or --method natural")
+        check(self.image_size is None or self.data not in ("mnist5k", "fashion-mnist"),
+              "image_size",
+              f"{self.data} is 28x28 built-in data, not resized: drop --image-size (it applies "
+              "to image folders and synthetic data)")
+        most = max(32, 4 * (os.cpu_count() or 1))
+        check(self.workers <= most, "workers",
+              f"must be at most {most} (4 per CPU of this machine), got {self.workers}")
+        check(0 <= self.seed < 2**32, "seed", f"must be in [0, 2**32), got {self.seed}")
+        check(bool(str(self.out).strip()), "out",
+              "is empty: name the run's folder (an empty one would write into the current folder)")
 
     def _check_combinations(self) -> None:
         check(self.alpha is None or self.method_class().adversarial, "alpha",

@@ -1,7 +1,8 @@
 """Preemption: SIGTERM (a cluster reclaiming the node) or SIGINT (Ctrl-C) asks the run to stop.
 
-The handler only sets a flag; the loop reads it after each step (a Python bool: free), writes a
-checkpoint that resumes mid-epoch exactly, and raises `Preempted`, a `SystemExit` with status
+The handler only sets a flag; the loop reads it after each step and before each batch of the
+per-epoch evaluation (a Python bool: free), writes a checkpoint that resumes mid-epoch exactly
+(an interrupted evaluation is redone on resume), and raises `Preempted`, a `SystemExit` with status
 128 + the signal's number (143 for SIGTERM, 130 for SIGINT): the status a shell gives a process
 the signal ended, so job schedulers see "killed by the signal" and requeue it. A second SIGINT
 interrupts at once (KeyboardInterrupt). Under DDP the ranks agree on the flag every

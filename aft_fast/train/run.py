@@ -22,6 +22,7 @@ from aft_fast.train.loop import LoopConfig, fit
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.partial import freeze_batchnorm_stats, trainable_parameters
 from aft_fast.train.run_dir import RunDir, checkpoint_bytes
+from aft_fast.train.same_run import check_same_run
 from aft_fast.train.schedules import make_schedule
 from aft_fast.train.state import TrainState
 from aft_fast.train.update import Trainer
@@ -65,6 +66,15 @@ def train(opts: TrainOptions) -> dict:
 def _train(opts: TrainOptions, dist, device) -> dict:
     run_dir = RunDir(opts.out, is_main=dist.is_main)
     run_dir.prepare(resume=opts.resume, overwrite=opts.overwrite)  # before any data is read
+    try:  # the run directory is locked from here on
+        if opts.resume:  # every rank: all refuse together
+            check_same_run(run_dir.load_last().get("config"), asdict(opts), opts.out)
+        return _run(opts, dist, device, run_dir)
+    finally:
+        run_dir.unlock()
+
+
+def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
     dist.barrier()
     plan = distributed.plan_batch(opts, dist)  # the global batch, kept by a resume
     if plan.note() and dist.is_main and not opts.quiet:

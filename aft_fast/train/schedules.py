@@ -75,6 +75,7 @@ def make_schedule(name: str, lr: float, epochs: float, **params) -> Schedule:
     check_choice("schedule", name, SCHEDULES)
     check_at_least("lr", lr, 0, strict=True)
     check_at_least("epochs", epochs, 0, strict=True)
+    params = {k: _number(v) for k, v in params.items()}
     sched = Schedule(name, lr, epochs, params)
     try:
         sched(0.0)
@@ -82,4 +83,35 @@ def make_schedule(name: str, lr: float, epochs: float, **params) -> Schedule:
         takes = list(inspect.signature(SCHEDULES[name]).parameters)[3:]  # after t, lr, epochs
         raise OptionError("schedule_params", f"{params} do not fit schedule {name} ({exc}); it "
                           f"takes {', '.join(takes) or 'no parameters'}") from None
+    _check_range(sched)
     return sched
+
+
+def _number(value):
+    """YAML 1.1 reads `1e12` (no dot) as a string: a parameter that reads as a number is one."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+CHECK_POINTS = 200  # where a schedule's LR is checked over the run
+
+
+def _check_range(sched: Schedule) -> None:
+    """Every LR of the run lies in [0, lr] (the peak): parameters that blow it up, or make it
+    negative or NaN, are refused before any step."""
+    for i in range(CHECK_POINTS + 1):
+        t = sched.epochs * i / CHECK_POINTS
+        try:
+            v = float(sched(t))
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            v, why = math.nan, f" ({exc})"
+        else:
+            why = ""
+        if not (math.isfinite(v) and 0 <= v <= sched.lr * (1 + 1e-9)):
+            raise OptionError("schedule_params", f"{sched.params} make schedule {sched.name} give "
+                              f"a learning rate of {v:g}{why} at epoch {t:g}; it must stay in "
+                              f"[0, {sched.lr:g}] (the peak --lr)")
