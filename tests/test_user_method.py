@@ -104,7 +104,7 @@ def test_bench_times_its_iteration():
     from aft_fast.perf.bench import run_bench
     from aft_fast.perf.workload import Workload
 
-    w = Workload(arch="small_cnn", image_size=28, channels=1, batch=8, steps=2, eps=0.1,
+    w = Workload(arch="small_cnn", image_size=28, in_channels=1, batch=8, steps=2, eps=0.1,
                  device="cpu")
     result = run_bench(w, warmup=0, repeats=1, methods=("pgd-at", PATH), third_party=False)
     row = result["methods"][PATH]

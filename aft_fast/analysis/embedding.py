@@ -196,10 +196,12 @@ def plot_embeddings(panels: list[dict], class_names: list[str], path, *, title: 
 
 
 def _default_eps(ckpts: list[dict]) -> float:
-    """The training ε of the first checkpoint that was trained adversarially."""
+    """The training ε of the first checkpoint that records adversarial training."""
+    from aft_fast.train.checkpoint import trained_adversarially
+
     for ckpt in ckpts:
         config = ckpt.get("config") or {}
-        if ckpt.get("method") != "natural" and config.get("eps") is not None:
+        if trained_adversarially(ckpt) and config.get("eps") is not None:
             return float(config["eps"])
     raise OptionError("eps", "no checkpoint records an adversarial training ε: pass one")
 

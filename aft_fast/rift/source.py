@@ -9,7 +9,7 @@ import torch
 from aft_fast.data import make_loaders
 from aft_fast.errors import OptionError
 from aft_fast.rift.options import RiftOptions
-from aft_fast.train.checkpoint import data_settings, read_checkpoint
+from aft_fast.train.checkpoint import data_settings, read_checkpoint, trained_adversarially
 
 
 
@@ -26,8 +26,7 @@ def at_checkpoint(opts: RiftOptions) -> tuple[dict, float]:
     not adversarially trained is accepted with a warning (RiFT assumes robustness to keep)."""
     ckpt = open_checkpoint(opts.checkpoint)
     method = ckpt.get("method")
-    # recorded by the run (its method's `adversarial`); checkpoints written before: not known
-    if ((ckpt.get("config") or {}).get("resolved") or {}).get("adversarial") is False:
+    if trained_adversarially(ckpt) is False:  # None: written before runs recorded it
         warnings.warn(f"{opts.checkpoint} was trained with method {method}, not adversarially: "
                       "RiFT keeps robustness that such a model does not have; going on anyway",
                       UserWarning, stacklevel=2)

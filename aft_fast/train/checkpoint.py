@@ -88,6 +88,12 @@ def weights_digest(ckpt: dict) -> str:
     return h.hexdigest()
 
 
+def trained_adversarially(ckpt: dict) -> bool | None:
+    """Whether the run that wrote `ckpt` trained on perturbed inputs (its method's `adversarial`,
+    recorded in config.resolved); None for a checkpoint written before runs recorded it."""
+    return ((ckpt.get("config") or {}).get("resolved") or {}).get("adversarial")
+
+
 def data_settings(ckpt: dict, keys=("class_map", "augment", "train_images")) -> dict:
     """How the run read its data (class map, augmentation, training subset), from its recorded
     config, so later steps (RiFT, evaluation) read the same data the same way."""
