@@ -29,7 +29,7 @@ def method_table(result: dict) -> list[list[str]]:
     rows = [["method", "ms / iteration", "images/s", "weight updates", "epochs", "projected hours"]]
     for name, r in result["methods"].items():
         epochs = f"{r['epochs']:g}" + (f" (/{r['weight_updates_per_batch']} = {r['passes_over_data']:g} passes)"
-                                       if name == "free-at" else "")
+                                       if r["weight_updates_per_batch"] > 1 else "")
         rows.append([name, _ms(r["median_s"]), f"{r['images_per_s']:.0f}",
                      str(r["weight_updates_per_batch"]), epochs, f"{r['projected_hours']:.1f}"])
     if len(rows) > 1:
