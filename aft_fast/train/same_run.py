@@ -17,6 +17,8 @@ MAY_CHANGE = {
                     "skipping)",
     "weights": "read only when a run starts; a resumed run continues from last.pt's weights",
     "allow_scratch": "a permission, not a setting",
+    "global_batch": "kept from the run's last.pt under any number of processes; a different "
+                    "value is refused by `distributed.plan_batch`",
     "out": "the run's folder itself", "resume": "", "overwrite": "",
 }
 
