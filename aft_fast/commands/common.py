@@ -12,6 +12,7 @@ import yaml
 
 from aft_fast.errors import OptionError
 from aft_fast.evaluate import parse_eps
+from aft_fast.fast_path import AMP_SETTINGS, CHANNELS_LAST_SETTINGS
 
 
 def load_config_defaults(ctx: click.Context, _param, path):
@@ -108,12 +109,36 @@ def _click_type(name: str, kind, choices: dict, types: dict):
     return base[0] if base[0] in (int, float, str) else str
 
 
+class ChoiceOrBool(click.Choice):
+    """A choice that also takes true/false as they are: a former boolean flag's value in an old
+    --config YAML (the dataclass's check maps it onto a choice)."""
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, bool) else super().convert(value, param, ctx)
+
+
+# The fast-path options (aft_fast.fast_path), declared once for every command that trains.
+FAST_PATH_HELP = {
+    "amp": "Mixed precision of the attack steps and weight updates: auto (bf16 where the device "
+           "computes it natively: CUDA capability >= 8.0, CPUs with AVX-512 BF16 or AMX; fp16 + "
+           "GradScaler on CUDA 7.x; fp32 elsewhere), none (fp32), bf16 or fp16.",
+    "channels_last": "Model and inputs in channels_last memory format: auto (on for networks "
+                     "with 2-D convolutions), on (also the bare flag) or off.",
+}
+FAST_PATH_TYPES = {"amp": click.Choice(AMP_SETTINGS),
+                   "channels_last": ChoiceOrBool(CHANNELS_LAST_SETTINGS)}
+FAST_PATH_FLAGS = {"channels_last": "on"}  # --channels-last alone: the former flag's meaning
+
+
 def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
-                           types: dict | None = None, skip: tuple[str, ...] = ()):
+                           types: dict | None = None, skip: tuple[str, ...] = (),
+                           flag_values: dict | None = None):
     """One click option per field of dataclass `cls`, in field order, named after the field
     (``image_size`` → ``--image-size``; a boolean is a flag, ``--x/--no-x`` where it defaults to
-    on). `choices` and `types` override a field's click type; the dataclass's own checks validate
-    the values."""
+    on). `choices` and `types` override a field's click type; `flag_values` gives an option the
+    value it takes when named without one (``--channels-last`` = ``--channels-last on``, as the
+    former flag); the dataclass's own checks validate the values."""
+    flag_values = flag_values or {}
     hints = typing.get_type_hints(cls)
 
     def decorate(fn):
@@ -130,8 +155,10 @@ def options_from_dataclass(cls, *, help: dict, choices: dict | None = None,
             default = f.default  # a radius shows as typed (8/255); the type converts it back
             if kind is FRACTION and isinstance(default, float):
                 default = show_fraction(default)
+            bare = {"is_flag": False, "flag_value": flag_values[f.name]} \
+                if f.name in flag_values else {}
             fn = click.option(flag, type=kind, default=default, help=help.get(f.name),
-                              show_default=f.default is not None)(fn)
+                              show_default=f.default is not None, **bare)(fn)
         return fn
 
     return decorate

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 
-from aft_fast.commands.common import FRACTION, config_option, json_option, options_from_dataclass
+from aft_fast.commands.common import (FAST_PATH_FLAGS, FAST_PATH_HELP, FAST_PATH_TYPES, FRACTION,
+                                     config_option, json_option, options_from_dataclass)
 from aft_fast.io import write_json
-from aft_fast.policy import (AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, METHOD_NAMES,
+from aft_fast.policy import (AUGMENTS, BN_MODES, LOADERS, METHOD_NAMES,
                              NONFINITE_POLICIES, OPTIMIZERS)
 from aft_fast.runtime import environment
 from aft_fast.train.run import TrainOptions, train
@@ -55,11 +56,9 @@ HELP = {
     "save_every": "Also write last.pt every N training steps (resumes mid-epoch exactly).",
     "on_nonfinite": "A NaN/inf training loss: stop (naming the step; checkpoints keep the last "
                     "finite weights) or skip that batch's update and count it.",
-    "amp": "Mixed precision: none, bf16 or fp16.",
     "bn_mode": "BatchNorm mode during the training attack: eval or train (default: the "
                "method's reference code: train for fast-at and free-at, eval otherwise).",
     "eps_warmup_epochs": "Grow eps (and alpha) linearly from 0 over the first N epochs (0: off).",
-    "channels_last": "Model and inputs in channels_last memory format.",
     "compile": "torch.compile the weight update and the attack's forward + input backward.",
     "loader": "pytorch or dali (image folders).",
     "image_size": "Image side: folders' train crop / val centre crop (default: the images' own side "
@@ -78,15 +77,16 @@ HELP = {
     "resume": "Continue the run in --out from last.pt, exactly.",
     "overwrite": "Replace a run already in --out.",
 }
-CHOICES = {"method": METHOD_NAMES, "amp": AMP_CHOICES, "bn_mode": BN_MODES, "optimizer": OPTIMIZERS,
+CHOICES = {"method": METHOD_NAMES, "bn_mode": BN_MODES, "optimizer": OPTIMIZERS,
            "schedule": SCHEDULES, "loader": LOADERS, "augment": AUGMENTS,
            "on_nonfinite": NONFINITE_POLICIES}
 
 
 @click.command("train")
 @config_option
-@options_from_dataclass(TrainOptions, help=HELP, choices=CHOICES,
-                        types={"eps": FRACTION, "alpha": FRACTION})
+@options_from_dataclass(TrainOptions, help={**HELP, **FAST_PATH_HELP}, choices=CHOICES,
+                        types={"eps": FRACTION, "alpha": FRACTION, **FAST_PATH_TYPES},
+                        flag_values=FAST_PATH_FLAGS)
 @json_option
 def train_command(json_path, **kwargs):
     """Train or fine-tune a model (natural, PGD AT, Free AT, Fast AT, AFT)."""

@@ -15,6 +15,7 @@ import torch
 
 from aft_fast.compare import masking
 from aft_fast.compare.protocol import (Protocol, autoattack_survivors, correct, pgd_survivors)
+from aft_fast.fast_path import for_evaluation
 from aft_fast.io import save_torch
 
 
@@ -95,7 +96,7 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
         say(f"    same weights as {state['shared_with']}: its evaluation is shared")
     if only_cached and not complete():
         return None
-    model = load_checkpoint(path, device).eval()
+    model = for_evaluation(load_checkpoint(path, device).eval())
     scores = evaluate_model(model, x, y, p, state=state,
                             save=lambda: save_torch(state, state_path), say=say)
     return {**scores, "shared_with": state.get("shared_with")}

@@ -15,6 +15,7 @@ from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
 from aft_fast.compare.recipes import Recipe, plan
+from aft_fast.fast_path import channels_last_setting, recorded_fast_path
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
@@ -133,14 +134,16 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                                       "arch": opts.arch, "seed": seed, "parent": parent,
                                       "batch_size": opts.batch_size,
                                       "train_images": opts.train_images,
-                                      "val_images": opts.val_images}, default=str))
+                                      "val_images": opts.val_images,
+                                      **train_fast_path(opts)}, default=str))
     if r.train.get("co_guard"):  # a changed rule retrains the row
         settings["co_guard_rule"] = GUARD_DESCRIPTION
     fresh = False
     if done.is_file():
         info = json.loads(done.read_text())
-        if info.get("settings") == settings:
-            return info
+        # rows trained before the fast path was an option trained in fp32, contiguous
+        if {**FP32_SETTINGS, **info.get("settings", {})} == settings:
+            return {"trained_under": trained_under(_train_dir(r, run_dir)), **info}
         fresh = True  # the recipe or budget changed: train again from scratch
     if opts.report_only:
         return None
@@ -156,7 +159,7 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
         topts = TrainOptions(**r.train, **extra, data=opts.data, arch=opts.arch, seed=seed,
                              out=str(run_dir), batch_size=opts.batch_size, device=opts.device,
                              weights=parent, resume=resume, overwrite=not resume, quiet=True,
-                             log_every=10**9)
+                             log_every=10**9, **train_fast_path(opts))
         train(topts)
         rows = _read_rows(run_dir)
         info = {"checkpoint": str(run_dir / "best.pt"), "epochs_run": len(rows),
@@ -164,11 +167,35 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "stopped_early": next((row["guard"] for row in rows if "guard" in row), None),
                 "best_epoch": _best_epoch(run_dir)}
     info["settings"] = settings
+    info["trained_under"] = trained_under(_train_dir(r, run_dir))
     # where its seconds were measured: the report may be written later, elsewhere
     info["trained_on"] = {**environment(pick_device(opts.device)),
                           "load_average_end": load_average()}
     write_json(info, done)
     return info
+
+
+FP32_SETTINGS = {"amp": "none", "channels_last": "off"}  # the former fixed training precision
+
+
+def train_fast_path(opts: CompareOptions) -> dict:
+    """The training rows' precision and memory format settings (evaluation is fp32 regardless)."""
+    return {"amp": opts.amp, "channels_last": opts.channels_last}
+
+
+def _train_dir(r: Recipe, run_dir: Path) -> Path:
+    return run_dir / "finetune" if r.key == "rift" else run_dir  # RiFT's training run
+
+
+def trained_under(run_dir: Path) -> str:
+    """What the run in `run_dir` trained under, from its args.yaml ("bf16, channels_last")."""
+    import yaml
+
+    try:
+        args = yaml.safe_load((run_dir / "args.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return report.NOT_RECORDED
+    return recorded_fast_path(args)
 
 
 def _same_run(run_dir: Path, settings: dict) -> bool:
@@ -182,6 +209,8 @@ def _same_run(run_dir: Path, settings: dict) -> bool:
         return False
     keys = [k for k in settings if k not in ("parent", "val_images", "co_guard_rule")]
     rule = recorded.get("resolved", {}).get("co_guard")
+    recorded = {**FP32_SETTINGS, **recorded}
+    recorded["channels_last"] = channels_last_setting(recorded["channels_last"])
     same = all(recorded.get(k) == settings[k] for k in keys)
     return same and rule == settings.get("co_guard_rule")
 

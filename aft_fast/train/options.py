@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from aft_fast.errors import check, check_at_least, check_choice, check_pixels
+from aft_fast.fast_path import AMP_SETTINGS, CHANNELS_LAST_SETTINGS, channels_last_setting
 from aft_fast.models.normalize import parse_floats
-from aft_fast.policy import (AMP_CHOICES, BN_MODES, LOADERS, METHOD_NAMES, NONFINITE_POLICIES,
+from aft_fast.policy import (BN_MODES, LOADERS, METHOD_NAMES, NONFINITE_POLICIES,
                              OPTIMIZERS)
 from aft_fast.train.methods import METHODS
 from aft_fast.train.schedules import SCHEDULES, make_schedule
@@ -47,10 +48,10 @@ class TrainOptions:
     eval_max_batches: int | None = None
     eval_images: int | None = None  # per-epoch evaluation: images per split (None: the budget)
     eval_full: bool = False  # per-epoch evaluation on the whole splits at PGD-EVAL_FULL_STEPS
-    amp: str = "none"
+    amp: str = "auto"  # auto: the device's native half precision (aft_fast.fast_path)
     bn_mode: str | None = None  # None: the method's (its reference code's) mode
     eps_warmup_epochs: float = 0.0  # ε (and α) grow linearly from 0 over these epochs
-    channels_last: bool = False
+    channels_last: str = "auto"  # auto/on/off (True/False: on/off); auto: on for conv nets
     compile: bool = False
     loader: str = "pytorch"
     check_files: bool = True
@@ -77,7 +78,9 @@ class TrainOptions:
         """Refuse, before any work, every option value that cannot run or makes no sense with the
         others (OptionError naming the option). What needs the data or the weights (class
         counts, image sizes, files) is checked where they are opened."""
-        for name, choices in (("method", METHOD_NAMES), ("amp", AMP_CHOICES),
+        self.channels_last = channels_last_setting(self.channels_last)
+        for name, choices in (("method", METHOD_NAMES), ("amp", AMP_SETTINGS),
+                              ("channels_last", CHANNELS_LAST_SETTINGS),
                               ("loader", LOADERS), ("on_nonfinite", NONFINITE_POLICIES)):
             check_choice(name, getattr(self, name), choices)
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
