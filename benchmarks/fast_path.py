@@ -3,18 +3,20 @@
     python benchmarks/fast_path.py --out benchmarks/results/fast_path_cpu.json
 
 Training: one iteration (attack + weight update) of PGD AT, Fast AT and AFT, timed in interleaved
-rounds, for the small CNN (1x28x28) and PreAct ResNet-18 (3x32x32), batch 128, PGD-5 (the
-issue's setting), each method with the comparison's optimizer for that model family. Variants:
+rounds, for the small CNN (1x28x28, batch 128) and PreAct ResNet-18 (3x32x32, batch 32 on a
+CPU: fewer seconds per round), PGD-5 (the issue's setting), each method with the comparison's optimizer for that model family. Variants:
 - fp32: the engine with `--amp none --channels-last off` (the defaults until now);
 - auto: the engine with `--amp auto --channels-last auto`, resolved for this device;
-- bf16+cl: the engine with `--amp bf16 --channels-last on` forced (what auto picks where bf16 is
-  native; on a CPU without it this shows what emulated bf16 costs);
+- bf16+cl (PGD AT only, where auto did not pick it): the engine with `--amp bf16 --channels-last
+  on` forced, what auto picks where bf16 is native; on a CPU without it, what emulation costs;
 - plain: PGD AT / FGSM-RS and the update written as research code writes them, fp32, NCHW
   (`aft_fast.perf.plain_pgd`).
 Seconds per epoch are the median iteration x the iterations of `--epoch-images` images.
 
-Evaluation: PGD-50 (one restart) and reduced AutoAttack, fp32, contiguous vs channels_last, on
-the same images and starts: seconds and whether the robust predictions agree.
+Evaluation: PGD-50 (one restart) and reduced AutoAttack (10 iterations, 100 Square queries),
+fp32, the NCHW model vs the channels_last one (`fast_path.for_evaluation`), on the same NCHW
+images and starts, labels = the model's clean predictions (random weights; AutoAttack would skip
+misclassified images): seconds and whether the robust predictions agree.
 
 `--compile`: torch.compile (inductor) of the small CNN's PGD AT iteration: the first call
 (compilation included) and the steady state, against eager.
@@ -101,20 +103,23 @@ def plain_step(model, method: str, recipe: dict, x, y, *, eps: float, steps: int
 def train_section(arch: str, args, progress) -> dict:
     torch.manual_seed(0)
     model = build(arch, 10, in_channels=MODELS[arch][0])
-    x, y = _batch(arch, args.batch)
+    batch = args.batch if arch == "small_cnn" else args.resnet_batch
+    x, y = _batch(arch, batch)
     auto = fast_path.resolve("auto", "auto", "cpu", model)
     forced = fast_path.FastPath("bf16", True)
     fp32 = fast_path.FastPath(None, False)
-    iterations = math.ceil(args.epoch_images / args.batch)
+    iterations = math.ceil(args.epoch_images / batch)
     repeats = args.repeats if arch == "small_cnn" else args.resnet_repeats
-    out = {"auto_resolved": auto.describe(), "iterations_per_epoch": iterations, "methods": {}}
+    out = {"auto_resolved": auto.describe(), "batch": batch, "iterations_per_epoch": iterations,
+           "methods": {}}
     for method in METHODS:
         recipe = _recipe(arch, method)
         kw = dict(eps=args.eps, steps=args.steps)
         variants = {"fp32": engine_step(model, method, recipe, x, y, fast=fp32, **kw),
                     "auto": engine_step(model, method, recipe, x, y, fast=auto, **kw),
-                    "bf16+cl": engine_step(model, method, recipe, x, y, fast=forced, **kw),
                     "plain": plain_step(model, method, recipe, x, y, **kw)}
+        if method in args.bf16_methods.split(",") and auto != forced:  # what auto did not pick
+            variants["bf16+cl"] = engine_step(model, method, recipe, x, y, fast=forced, **kw)
         progress(f"{arch} {method}: {', '.join(variants)}")
         load = load_average()
         times = time_interleaved(variants, "cpu", warmup=1, repeats=repeats)
@@ -137,17 +142,23 @@ def eval_section(arch: str, args, progress) -> dict:
     models = {"fp32 contiguous": build(arch, 10, in_channels=MODELS[arch][0]).eval()}
     models["fp32 channels_last"] = fast_path.for_evaluation(copy.deepcopy(models["fp32 contiguous"]))
     n = args.eval_images if arch == "small_cnn" else args.resnet_eval_images
-    x, y = _batch(arch, n, seed=1)
+    x, _ = _batch(arch, n, seed=1)
+    with torch.no_grad():  # labels = the clean predictions: every image is attacked in full
+        y = models["fp32 contiguous"](x).argmax(1)  # (AutoAttack skips misclassified ones)
     cfg = AttackConfig(args.eps, 2.5 * args.eps / 50, 50)
     aa = dict(eps=args.eps, steps=args.aa_steps, queries=args.aa_queries, seed=0)
-    attacks = {"pgd50": lambda m: pgd(m, x, y, cfg, generator=torch.Generator().manual_seed(0)),
-               "autoattack_reduced": lambda m: autoattack(m, x, y, **aa)}
+    attacks = {"pgd50": lambda m, n=n: pgd(m, x[:n], y[:n], cfg,
+                                            generator=torch.Generator().manual_seed(0)),
+               "autoattack_reduced": lambda m, n=n: autoattack(m, x[:n], y[:n], **aa)}
     out = {"settings": {"pgd": "PGD-50, alpha 2.5 eps/50, one random start", "autoattack": aa}}
     for name, attack in attacks.items():
         progress(f"{arch} eval {name}")
+        for m in models.values():  # imports and lazy set-up, on 2 images, before timing
+            attack(m, 2)
         adv = {}
         variants = {k: (lambda k=k, m=m: adv.__setitem__(k, attack(m))) for k, m in models.items()}
-        times = time_interleaved(variants, "cpu", warmup=0, repeats=args.eval_repeats)
+        times = time_interleaved(variants, "cpu", warmup=0, repeats=args.eval_repeats
+                                 if arch == "small_cnn" else args.resnet_eval_repeats)
         with torch.no_grad():
             pred = {k: m(adv[k]).argmax(1) for k, m in models.items()}
         a, b = pred.values()
@@ -194,11 +205,15 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--epoch-images", type=int, default=10_000)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--resnet-repeats", type=int, default=2)
-    ap.add_argument("--eval-images", type=int, default=500)
-    ap.add_argument("--resnet-eval-images", type=int, default=64)
+    ap.add_argument("--resnet-batch", type=int, default=32)
+    ap.add_argument("--bf16-methods", default="pgd-at",
+                    help="methods also timed with bf16 + channels_last forced")
+    ap.add_argument("--eval-images", type=int, default=128)
+    ap.add_argument("--resnet-eval-images", type=int, default=32)
     ap.add_argument("--eval-repeats", type=int, default=2)
+    ap.add_argument("--resnet-eval-repeats", type=int, default=1)
     ap.add_argument("--aa-steps", type=int, default=10)
     ap.add_argument("--aa-queries", type=int, default=100)
     ap.add_argument("--models", default="small_cnn,preact_resnet18")
