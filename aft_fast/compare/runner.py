@@ -231,7 +231,8 @@ def _rift_row(r: Recipe, seed: int, run_dir: Path, parent: str, opts) -> dict:
     t0 = time.perf_counter()
     rift(RiftOptions(checkpoint=parent, data=opts.data, out=str(run_dir), seed=seed,
                      epochs=r.epochs, device=opts.device, batch_size=opts.batch_size,
-                     val_images=opts.val_images, overwrite=True, quiet=True))
+                     val_images=opts.val_images, overwrite=True, quiet=True,
+                     **train_fast_path(opts)))
     seconds = time.perf_counter() - t0
     rows = _read_rows(run_dir / "finetune")
     return {"checkpoint": str(run_dir / "rift.pt"), "epochs_run": len(rows) or r.epochs,
