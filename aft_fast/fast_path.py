@@ -24,6 +24,7 @@ AUTO = "auto"
 AMP_SETTINGS = (AUTO, "none", "bf16", "fp16")  # what --amp takes ("none" = fp32)
 CHANNELS_LAST_SETTINGS = (AUTO, "on", "off")  # what --channels-last takes
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+NOT_RECORDED = "not recorded"  # a run from before a comparison row recorded it
 
 
 def channels_last_setting(value) -> str:
@@ -140,3 +141,16 @@ def recorded_fast_path(args: dict) -> str:
     else:
         amp, last = args.get("amp"), channels_last_setting(args.get("channels_last")) == "on"
     return FastPath(amp_name(amp), last).short()
+
+
+def trained_in(run_dir) -> str:
+    """What the training run in `run_dir` trained under, from its args.yaml."""
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        args = yaml.safe_load((Path(run_dir) / "args.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return NOT_RECORDED
+    return recorded_fast_path(args)

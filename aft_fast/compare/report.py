@@ -6,10 +6,10 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from aft_fast.fast_path import NOT_RECORDED
 from aft_fast.io import atomic_write, write_json, write_text
 
 METRICS = ("clean_acc", "pgd_acc", "autoattack_acc", "worst_case_acc")
-NOT_RECORDED = "not recorded"  # a row from before the training precision was recorded
 
 
 def aggregate(rows: list[dict]) -> list[dict]:

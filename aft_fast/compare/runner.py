@@ -15,7 +15,7 @@ from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
 from aft_fast.compare.recipes import Recipe, plan
-from aft_fast.fast_path import channels_last_setting, recorded_fast_path
+from aft_fast.fast_path import channels_last_setting, trained_in
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
@@ -143,7 +143,7 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
         info = json.loads(done.read_text())
         # rows trained before the fast path was an option trained in fp32, contiguous
         if {**FP32_SETTINGS, **info.get("settings", {})} == settings:
-            return {"trained_under": trained_under(_train_dir(r, run_dir)), **info}
+            return {"trained_under": trained_in(_train_dir(r, run_dir)), **info}
         fresh = True  # the recipe or budget changed: train again from scratch
     if opts.report_only:
         return None
@@ -167,7 +167,7 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "stopped_early": next((row["guard"] for row in rows if "guard" in row), None),
                 "best_epoch": _best_epoch(run_dir)}
     info["settings"] = settings
-    info["trained_under"] = trained_under(_train_dir(r, run_dir))
+    info["trained_under"] = trained_in(_train_dir(r, run_dir))
     # where its seconds were measured: the report may be written later, elsewhere
     info["trained_on"] = {**environment(pick_device(opts.device)),
                           "load_average_end": load_average()}
@@ -185,17 +185,6 @@ def train_fast_path(opts: CompareOptions) -> dict:
 
 def _train_dir(r: Recipe, run_dir: Path) -> Path:
     return run_dir / "finetune" if r.key == "rift" else run_dir  # RiFT's training run
-
-
-def trained_under(run_dir: Path) -> str:
-    """What the run in `run_dir` trained under, from its args.yaml ("bf16, channels_last")."""
-    import yaml
-
-    try:
-        args = yaml.safe_load((run_dir / "args.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return report.NOT_RECORDED
-    return recorded_fast_path(args)
 
 
 def _same_run(run_dir: Path, settings: dict) -> bool:
