@@ -230,7 +230,7 @@ def main():
            "settings": vars(args), "load_average_start": load_average(),
            "timing": "median of interleaved rounds (perf_counter), one warm-up call each",
            "train": {}, "eval": {}}
-    for arch in args.models.split(","):
+    for arch in filter(None, args.models.split(",")):  # --models '': --compile alone
         doc["train"][arch] = train_section(arch, args, progress)
         write_json(doc, args.out)
         if not args.skip_eval:
