@@ -14,6 +14,7 @@ from aft_fast.attacks import AttackConfig, pgd
 from aft_fast.attacks.pgd import interruptible
 from aft_fast.errors import (OptionError, check, check_at_least, check_choice, check_pixels,
                              parse_pixels)
+from aft_fast.fast_path import for_evaluation
 from aft_fast.policy import (AUTOATTACK_REFERENCE, EVAL_ATTACKS, default_alpha,
                              is_autoattack_reference)
 
@@ -121,7 +122,8 @@ def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha
 
     PGD: `steps` steps of `alpha` (default 2.5 * eps / steps), `restarts` random starts keeping
     each example's worst case, fp32 unless `amp` is given, model in eval mode, starts seeded
-    by `seed`. AutoAttack: the reference settings unless `autoattack_steps`/`_queries` lower
+    by `seed`; a convolutional `model` is turned to channels_last in place (the images stay
+    NCHW, so the random starts and the results are those of an NCHW model). AutoAttack: the reference settings unless `autoattack_steps`/`_queries` lower
     them. "none": clean accuracy only. Returns clean_acc, robust_acc, n, attack, settings,
     seconds and the environment stamp. `reduce` sums the counts across processes (DDP).
     """
@@ -132,6 +134,7 @@ def evaluate(model: nn.Module, loader, *, attack: str = "pgd", eps: float, alpha
                                     autoattack_queries=autoattack_queries, max_batches=max_batches)
     if device is not None:
         model = model.to(device)
+    model = for_evaluation(model)  # fp32 kept; channels_last for convolutional networks
     device = next(model.parameters()).device
     result = accuracy(model, loader, attack=attack, cfg=cfg, max_batches=max_batches,
                       generator=torch.Generator().manual_seed(seed),

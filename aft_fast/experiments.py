@@ -11,6 +11,7 @@ import torch
 from aft_fast.attacks import AttackConfig
 from aft_fast.data import make_loaders
 from aft_fast.evaluate import accuracy
+from aft_fast.fast_path import for_evaluation
 from aft_fast.perf.report import format_markdown
 from aft_fast.policy import default_alpha
 from aft_fast.train.checkpoint import load_checkpoint
@@ -29,7 +30,7 @@ def train_timed(opts: TrainOptions) -> tuple[str, float]:
 def test_accuracy(path: str, data: str, eps: float, steps: int = 20, *,
                         autoattack: dict | None = None, max_batches: int | None = None) -> dict:
     """Clean, PGD-`steps` (and optionally AutoAttack) accuracy on the test split, fp32, eval mode."""
-    model = load_checkpoint(path)
+    model = for_evaluation(load_checkpoint(path))
     test = make_loaders(data, batch_size=250).test
     cfg = AttackConfig(eps, default_alpha(eps, steps), steps)
     g = torch.Generator().manual_seed(0)

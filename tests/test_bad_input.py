@@ -206,7 +206,9 @@ ROWS = [
         "'layer9'", cli("train", "--arch", "preact_resnet18", "--train-only", "layer9")),
     # ---------------------------------------------------------------- device, processes
     Row("--device tpu", "--device", "is not a device", cli("train", "--device", "tpu")),
-    Row("--amp fp8", "--amp", "'fp8' is not one of 'none', 'bf16', 'fp16'", cli("train", "--amp", "fp8")),
+    Row("--amp fp8", "--amp", "'fp8' is not one of 'auto', 'none', 'bf16', 'fp16'", cli("train", "--amp", "fp8")),
+    Row("--channels-last yes", "--channels-last", "'yes' is not one of 'auto', 'on', 'off'",
+        cli("train", "--channels-last", "yes")),
     Row("WORLD_SIZE=2 set without RANK (not launched by torchrun)", "--device",
         "RANK is not: launch the processes with torchrun", lib(_half_torchrun_env)),
     Row("--sync-bn on CPU processes (gloo)", "--sync-bn", "SyncBatchNorm runs on GPUs only",

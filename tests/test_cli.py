@@ -138,6 +138,7 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
         "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "| natural |" in result.output and "| AFT (from natural) |" in result.output
+    assert "both trained in fp32, " in result.output or "both trained in bf16, " in result.output
     rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == ["natural", "AFT (from natural)"]
     assert all(0 <= r["pgd_acc"] <= r["clean_acc"] <= 1 and r["n"] == 250 for r in rows)

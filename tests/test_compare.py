@@ -192,6 +192,10 @@ def test_tiny_compare_writes_the_table_and_a_second_run_redoes_nothing(tmp_path,
         assert check["pass"] == (r["autoattack_acc"] <= r["pgd_acc_autoattack_images"] + 0.005)
     table = (out / "table.md").read_text()
     assert "| AFT | Natural |" in table and "masking" in table
+    # each row states the precision and memory format it trained in (auto, resolved)
+    from aft_fast.fast_path import recorded_fast_path
+    assert args["amp"] == "auto" and rows["pgd-at"]["trained_under"] == recorded_fast_path(args)
+    assert f"| {recorded_fast_path(args)} |" in table and "trained in" in table
     # the seconds' machine and load are the training runs', recorded when each finished
     stamp = json.loads((out / "runs" / "seed0" / "aft" / "compare_done.json").read_text())
     assert stamp["trained_on"]["device_type"] == "cpu" and \
@@ -315,3 +319,25 @@ def test_the_seconds_footnote_names_the_training_runs_load_not_the_reports():
     assert _load(doc) == "; trained on NVIDIA H100"  # a GPU's seconds do not depend on the load
     doc["rows"] = [{}]  # runs finished before they recorded it: the report's own, said so
     assert "9 / 9 / 9" in _load(doc) and "when this report was written" in _load(doc)
+
+
+def test_rows_recorded_before_the_fast_path_count_as_fp32(tmp_path):
+    """A finished row whose settings predate --amp/--channels-last trained in fp32, contiguous:
+    reused under --amp none --channels-last off, retrained (here: not finished) under auto."""
+    from aft_fast.compare.recipes import plan
+    from aft_fast.compare.runner import DONE, train_row
+
+    r = next(x for x in plan(arch="small_cnn", eps=0.1, epochs=1, train_steps=2, replays=None,
+                             aft_epochs=None, methods=("natural",)))
+    run_dir = tmp_path / "natural"
+    run_dir.mkdir()
+    base = CompareOptions(data="synthetic", eps=0.1, epochs=1, train_steps=2, report_only=True)
+    old = CompareOptions(**{**base.__dict__, "amp": "none", "channels_last": "off"}).check()
+    settings = {**r.train, "epochs": r.epochs, "data": "synthetic", "arch": "small_cnn",
+                "seed": 0, "parent": None, "batch_size": 128, "train_images": None,
+                "val_images": None}
+    (run_dir / DONE).write_text(json.dumps({"checkpoint": "x.pt", "settings": settings}))
+    (run_dir / "args.yaml").write_text("amp: none\nchannels_last: false\n")
+    reused = train_row(r, 0, run_dir, None, old)
+    assert reused["checkpoint"] == "x.pt" and reused["trained_under"] == "fp32, contiguous"
+    assert train_row(r, 0, run_dir, None, base.check()) is None

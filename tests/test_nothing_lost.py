@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from aft_fast.errors import OptionError
-from aft_fast.train import train
+from aft_fast.train.run import train
 from aft_fast.train.checkpoint import read_checkpoint
 
 

@@ -104,10 +104,11 @@ def _final_test(opts: TrainOptions, test_max_batches: int | None) -> dict:
     per-epoch attack: PGD-eval_steps, α = 2.5 ε / steps, fp32, eval mode)."""
     from aft_fast import load_checkpoint
     from aft_fast.data import make_loaders
+    from aft_fast.fast_path import for_evaluation
     from aft_fast.runtime import pick_device
 
     device = pick_device(opts.device)
-    model = load_checkpoint(Path(opts.out) / "last.pt", device)
+    model = for_evaluation(load_checkpoint(Path(opts.out) / "last.pt", device))
     test = make_loaders(opts.data, batch_size=opts.eval_batch_size or opts.batch_size,
                         image_size=opts.image_size, device=device, workers=opts.workers,
                         seed=opts.seed, check_files=False).test

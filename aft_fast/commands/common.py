@@ -11,6 +11,8 @@ import click
 import yaml
 
 from aft_fast.errors import OptionError, parse_pixels
+from aft_fast.fast_path import (AMP_HELP, AMP_SETTINGS, CHANNELS_LAST_HELP,
+                                CHANNELS_LAST_SETTINGS)
 
 
 # Where a run goes and whether it replaces or continues one: never taken from a run's args.yaml.
@@ -147,13 +149,31 @@ def _click_type(name: str, kind, choices: dict, types: dict, meta):
     return base[0] if base[0] in (int, float, str) else str
 
 
+class ChoiceOrBool(click.Choice):
+    """A choice that also takes true/false as they are: a former boolean flag's value in an old
+    --config YAML (the dataclass's check maps it onto a choice)."""
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, bool) else super().convert(value, param, ctx)
+
+
+# The fast-path options (aft_fast.fast_path), declared once for every command that trains.
+FAST_PATH_HELP = {"amp": AMP_HELP, "channels_last": CHANNELS_LAST_HELP}
+FAST_PATH_TYPES = {"amp": click.Choice(AMP_SETTINGS),
+                   "channels_last": ChoiceOrBool(CHANNELS_LAST_SETTINGS)}
+FAST_PATH_FLAGS = {"channels_last": "on"}  # --channels-last alone: the former flag's meaning
+
+
 def options_from_dataclass(cls, *, help: dict | None = None, choices: dict | None = None,
-                           types: dict | None = None, skip: tuple[str, ...] = ()):
+                           types: dict | None = None, skip: tuple[str, ...] = (),
+                           flag_values: dict | None = None):
     """One click option per field of dataclass `cls`, in field order, named after the field
     (``image_size`` → ``--image-size``; a boolean is a flag, ``--x/--no-x`` where it defaults to
     on). A field declared with `aft_fast.options.option` brings its help, choices and pixel type;
-    `help`, `choices` and `types` give them for plain fields (or override); the dataclass's own
-    checks validate the values."""
+    `help`, `choices` and `types` give them for plain fields (or override); `flag_values` gives an
+    option the value it takes when named without one (``--channels-last`` = ``--channels-last
+    on``, as the former flag); the dataclass's own checks validate the values."""
+    flag_values = flag_values or {}
     hints = typing.get_type_hints(cls)
     help = help or {}
 
@@ -171,9 +191,11 @@ def options_from_dataclass(cls, *, help: dict | None = None, choices: dict | Non
             default = f.default  # a radius shows as typed (8/255); the type converts it back
             if kind is FRACTION and isinstance(default, float):
                 default = show_fraction(default)
+            bare = {"is_flag": False, "flag_value": flag_values[f.name]} \
+                if f.name in flag_values else {}
             fn = click.option(flag, type=kind, default=default,
                               help=help.get(f.name, f.metadata.get("help")),
-                              show_default=f.default is not None)(fn)
+                              show_default=f.default is not None, **bare)(fn)
         return fn
 
     return decorate

@@ -7,7 +7,8 @@ import shlex
 
 import click
 
-from aft_fast.commands.common import (FRACTION, config_option, options_from_dataclass,
+from aft_fast.commands.common import (FAST_PATH_FLAGS, FAST_PATH_HELP, FAST_PATH_TYPES, FRACTION,
+                                      config_option, options_from_dataclass,
                                       reports_library_errors, show_fraction)
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.recipes import ROW_NAMES
@@ -74,8 +75,9 @@ class Listing(click.ParamType):
 
 @click.command("compare")
 @config_option
-@options_from_dataclass(CompareOptions, help=HELP,
-                        types={"eps": FRACTION, "seeds": Listing(int), "methods": Listing(str)})
+@options_from_dataclass(CompareOptions, help={**HELP, **FAST_PATH_HELP},
+                        types={"eps": FRACTION, "seeds": Listing(int), "methods": Listing(str),
+                               **FAST_PATH_TYPES}, flag_values=FAST_PATH_FLAGS)
 @reports_library_errors
 def compare_command(**kwargs):
     """Train and evaluate every method the same way; write the paper's Table 1 and a cost plot."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from aft_fast.commands.common import FRACTION, json_option
+from aft_fast.fast_path import trained_in
 from aft_fast.io import write_json
 from aft_fast.perf.loader_bench import load_average
 from aft_fast.runtime import environment, pick_device
@@ -56,6 +57,8 @@ def demo_command(out, data, eps, train_images, pretrain_epochs, pretrain_lr, aft
                f"-> {out / 'aft'}")
     aft, t_aft = train_timed(TrainOptions(method="aft", epochs=aft_epochs, steps=steps,
                                           weights=natural, out=str(out / "aft"), **common))
+    click.echo(f"   both trained in {trained_in(out / 'aft')} (--amp/--channels-last auto); "
+               "evaluation in fp32")
     batches = math.ceil(test_images / EVAL_BATCH)
     click.echo(f"3/3 clean and PGD-20 accuracy on {batches * EVAL_BATCH} official test images")
     rows = [{"model": name, **test_accuracy(path, data, eps, max_batches=batches),

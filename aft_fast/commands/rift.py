@@ -8,7 +8,8 @@ import warnings
 
 import click
 
-from aft_fast.commands.common import (FRACTION, config_option, options_from_dataclass,
+from aft_fast.commands.common import (FAST_PATH_FLAGS, FAST_PATH_HELP, FAST_PATH_TYPES, FRACTION,
+                                      config_option, options_from_dataclass,
                                       reports_library_errors)
 from aft_fast.policy import BN_STATS, LOADERS
 from aft_fast.rift.options import RiftOptions
@@ -59,7 +60,8 @@ HELP = {
 STEP_OPTIONS = {
     "mrc": ("rho", "mrc_examples", "mrc_steps", "mrc_batch_size", "attack_steps",
             "activation_cache"),
-    "finetune": ("module", "epochs", "lr", "momentum", "weight_decay", "bn_stats"),
+    "finetune": ("module", "epochs", "lr", "momentum", "weight_decay", "bn_stats", "amp",
+                 "channels_last"),
     "interpolate": ("finetuned", "alphas", "tolerance", "val_images", "eval_steps"),
 }
 SHARED = ("checkpoint", "data", "out", "eps", "device", "seed", "batch_size", "eval_batch_size",
@@ -86,8 +88,10 @@ class AlphaGrid(click.ParamType):
 def rift_options(fn):
     """Every RiftOptions field as a flag."""
     return options_from_dataclass(
-        RiftOptions, help=HELP, choices={"bn_stats": BN_STATS, "loader": LOADERS},
-        types={"eps": FRACTION, "alphas": AlphaGrid()})(fn)
+        RiftOptions, help={**HELP, **FAST_PATH_HELP},
+        choices={"bn_stats": BN_STATS, "loader": LOADERS},
+        types={"eps": FRACTION, "alphas": AlphaGrid(), **FAST_PATH_TYPES},
+        flag_values=FAST_PATH_FLAGS)(fn)
 
 
 def _show_only(cmd: click.Command, names: tuple[str, ...]) -> click.Command:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from aft_fast.commands.common import config_option, json_option, options_from_dataclass
+from aft_fast.commands.common import (FAST_PATH_FLAGS, FAST_PATH_TYPES, config_option,
+                                      json_option, options_from_dataclass)
 from aft_fast.io import write_json
 from aft_fast.runtime import environment
 from aft_fast.train.run import TrainOptions, train
@@ -12,7 +13,7 @@ from aft_fast.train.run import TrainOptions, train
 
 @click.command("train")
 @config_option
-@options_from_dataclass(TrainOptions)
+@options_from_dataclass(TrainOptions, types=FAST_PATH_TYPES, flag_values=FAST_PATH_FLAGS)
 @json_option
 def train_command(json_path, **kwargs):
     """Train or fine-tune a model with a method (built-in, or your own by import path)."""

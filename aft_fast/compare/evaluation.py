@@ -16,6 +16,7 @@ import torch
 
 from aft_fast.compare import eval_cache, masking
 from aft_fast.compare.protocol import (Protocol, autoattack_survivors, correct, pgd_survivors)
+from aft_fast.fast_path import for_evaluation
 from aft_fast.io import save_torch
 
 
@@ -113,7 +114,7 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
         return None
     if not only_cached:
         _save_state(state, state_path)  # so a twin row finds it
-    model = load_checkpoint(path, device).eval()
+    model = for_evaluation(load_checkpoint(path, device).eval())
     scores = evaluate_model(model, x, y, p, state=state,
                             save=lambda: _save_state(state, state_path), say=say)
     return {**scores, "shared_with": state.get("shared_with")}

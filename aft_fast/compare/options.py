@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aft_fast.compare.recipes import ROW_NAMES, row_class
-from aft_fast.errors import check, check_at_least, check_pixels
+from aft_fast.errors import check, check_at_least, check_choice, check_pixels
+from aft_fast.fast_path import AMP_SETTINGS, CHANNELS_LAST_SETTINGS, channels_last_setting
 from aft_fast.policy import AUTOATTACK_REFERENCE
 
 
@@ -28,6 +29,9 @@ class CompareOptions:
     train_images: int | None = None  # a fixed subset of the training split, for every row
     val_images: int | None = None  # per-epoch validation images (None: the training default)
     device: str = "auto"
+    # the training rows' precision and memory format (aft_fast.fast_path); evaluation is fp32
+    amp: str = "auto"
+    channels_last: str = "auto"
     # the evaluation protocol (aft_fast.compare.protocol)
     eval_images: int | None = None  # PGD / AutoAttack / masking on the first N test images
     pgd_steps: int = 50
@@ -43,6 +47,9 @@ class CompareOptions:
     quiet: bool = False
 
     def check(self) -> "CompareOptions":
+        self.channels_last = channels_last_setting(self.channels_last)
+        check_choice("amp", self.amp, AMP_SETTINGS)
+        check_choice("channels_last", self.channels_last, CHANNELS_LAST_SETTINGS)
         check_pixels("eps", self.eps)
         check(self.eps > 0, "eps", "must be > 0: a comparison of robust training needs a radius")
         check(len(self.seeds) >= 1, "seeds", "give at least one seed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from aft_fast.fast_path import NOT_RECORDED
 from aft_fast.io import atomic_write, write_json, write_text
 
 METRICS = ("clean_acc", "pgd_acc", "autoattack_acc", "worst_case_acc")
@@ -23,7 +24,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                "train_seconds": statistics.fmean(r["train_seconds"] for r in rs),
                "passes_per_image": statistics.fmean(r["passes_per_image"] for r in rs),
                "epochs_run": [r["epochs_run"] for r in rs],
-               "stopped_early": [r["stopped_early"] for r in rs]}
+               "stopped_early": [r["stopped_early"] for r in rs],
+               "trained_under": sorted({r.get("trained_under", NOT_RECORDED) for r in rs})}
         for m in METRICS:
             vals = [r[m] for r in rs]
             agg[m] = {"mean": statistics.fmean(vals),
@@ -102,7 +104,7 @@ def markdown(doc: dict) -> str:
     head_pgd, head_aa = (pgd, aa) if n_aa == n_eval else (f"{pgd} ({n_eval} images)",
                                                           f"{aa} (first {n_aa})")
     head = (f"| method | starts from | clean | {head_pgd} | {head_aa} | masking check | AT passes / image "
-            f"| AT device s | epochs |\n|---|---|---:|---:|---:|---|---:|---:|---|")
+            f"| AT device s | epochs | trained in |\n|---|---|---:|---:|---:|---|---:|---:|---|---|")
     lines = []
     for a in agg:
         masking = f"{a['masking_pass']}/{len(a['seeds'])} pass"
@@ -112,7 +114,8 @@ def markdown(doc: dict) -> str:
         parent = by_key[a["parent"]]["label"] if a["parent"] in by_key else a["parent"]
         lines.append(f"| {a['label']} | {parent or 'scratch'} "
                      f"| {_pct(a['clean_acc'])} | {_pct(a['pgd_acc'])} | {_pct(a['autoattack_acc'])} "
-                     f"| {masking} | {_cost(a, by_key)} | {_seconds(a, by_key)} | {epochs} |")
+                     f"| {masking} | {_cost(a, by_key)} | {_seconds(a, by_key)} | {epochs} "
+                     f"| {' / '.join(a['trained_under'])} |")
     per_seed = ["| method | seed | clean | " + pgd + f" | {pgd} on AutoAttack's images | "
                 "AutoAttack | worst of both | masking (falls to 0 / stronger never higher / "
                 "AA ≤ PGD) | passes / image | device s |",
@@ -157,8 +160,10 @@ Seeds: {', '.join(map(str, opts['seeds']))} (mean ± sample sd over the {n_seeds
 
 Clean: all {split['count']} test images. {pgd} (α = 2.5ε/{p['pgd_steps']}, random starts)
 and the masking check: the first {n_eval} test images; {aa} and "worst of both": the first
-{n_aa} of them{_aa_cost(doc)}. All fp32, model in eval mode; an example is
-robust only if it is correct clean and attacked. AT passes / image: forward+backward passes per
+{n_aa} of them{_aa_cost(doc)}. All evaluation in fp32 (convolutional networks in
+channels_last), model in eval mode; an example is robust only if it is correct clean and
+attacked. Trained in: the precision and memory format of the row's training (`--amp`,
+`--channels-last`; auto picks them for the device, see `aft_fast/fast_path.py`). AT passes / image: forward+backward passes per
 training image of the adversarial (or natural) training, counted from the recipe and the epochs
 run (see `aft_fast/compare/cost.py`); AT device s: seconds of training on this device, per-epoch
 validation excluded{_load(doc)}. AFT's figures are its fine-tuning only, RiFT's its whole

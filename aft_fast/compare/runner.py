@@ -15,6 +15,7 @@ from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.protocol import Protocol, test_set
 from aft_fast.compare.recipes import Recipe, plan, row_class
+from aft_fast.fast_path import channels_last_setting, trained_in
 from aft_fast.io import write_json
 from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
@@ -112,7 +113,8 @@ def row_settings(r: Recipe, seed: int, parent: str | None, opts) -> dict:
                                       "arch": opts.arch, "seed": seed, "parent": parent,
                                       "batch_size": opts.batch_size,
                                       "train_images": opts.train_images,
-                                      "val_images": opts.val_images}, default=str))
+                                      "val_images": opts.val_images,
+                                      **train_fast_path(opts)}, default=str))
     if r.train.get("co_guard"):  # a changed rule retrains the row
         settings["co_guard_rule"] = GUARD_DESCRIPTION
     return settings
@@ -123,16 +125,18 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
     epochs run, cost."""
     done = run_dir / DONE
     settings = row_settings(r, seed, parent, opts)
+    cls = row_class(r.method or r.key)
     fresh = False
     if done.is_file():
         info = json.loads(done.read_text())
-        if _portable(info.get("settings")) == _portable(settings):
+        # rows trained before the fast path was an option trained in fp32, contiguous
+        if _portable({**FP32_SETTINGS, **info.get("settings", {})}) == _portable(settings):
             # the checkpoint of this folder, wherever it was when the row was trained
-            return {**info, "checkpoint": str(run_dir / Path(info["checkpoint"]).name)}
+            return {"trained_under": trained_in(cls.training_run(run_dir)), **info,
+                    "checkpoint": str(run_dir / Path(info["checkpoint"]).name)}
         fresh = True  # the recipe or budget changed: train again from scratch
     if opts.report_only:
         return None
-    cls = row_class(r.method or r.key)
     if not cls.trains:  # a pipeline of its own (RiFT)
         info = cls.compare_run(r.epochs, seed, run_dir, parent, opts)
     else:
@@ -145,7 +149,7 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
         topts = TrainOptions(**r.train, **extra, data=opts.data, arch=opts.arch, seed=seed,
                              out=str(run_dir), batch_size=opts.batch_size, device=opts.device,
                              weights=parent, resume=resume, overwrite=not resume, quiet=True,
-                             log_every=10**9)
+                             log_every=10**9, **train_fast_path(opts))
         train(topts)
         rows = _read_rows(run_dir)
         info = {"checkpoint": str(run_dir / "best.pt"), "epochs_run": len(rows),
@@ -153,6 +157,7 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
                 "stopped_early": next((row["guard"] for row in rows if "guard" in row), None),
                 "best_epoch": _best_epoch(run_dir)}
     info["settings"] = settings
+    info["trained_under"] = trained_in(cls.training_run(run_dir))
     # where its seconds were measured: the report may be written later, elsewhere
     info["trained_on"] = {**environment(pick_device(opts.device)),
                           "load_average_end": load_average()}
@@ -168,6 +173,14 @@ def _portable(settings):
     return {**settings, "parent": "/".join(Path(settings["parent"]).parts[-4:])}
 
 
+FP32_SETTINGS = {"amp": "none", "channels_last": "off"}  # the former fixed training precision
+
+
+def train_fast_path(opts: CompareOptions) -> dict:
+    """The training rows' precision and memory format settings (evaluation is fp32 regardless)."""
+    return {"amp": opts.amp, "channels_last": opts.channels_last}
+
+
 def _same_run(run_dir: Path, settings: dict) -> bool:
     """Whether the unfinished run in `run_dir` was started with these settings (its args.yaml):
     only then is it resumed; otherwise it is trained again from scratch."""
@@ -179,6 +192,8 @@ def _same_run(run_dir: Path, settings: dict) -> bool:
         return False
     keys = [k for k in settings if k not in ("parent", "val_images", "co_guard_rule")]
     rule = recorded.get("resolved", {}).get("co_guard")
+    recorded = {**FP32_SETTINGS, **recorded}
+    recorded["channels_last"] = channels_last_setting(recorded["channels_last"])
     same = all(recorded.get(k) == settings[k] for k in keys)
     return same and rule == settings.get("co_guard_rule")
 

@@ -203,6 +203,11 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    @classmethod
+    def training_run(cls, run_dir):
+        """The training run folder inside its comparison row's folder (RiFT: its fine-tuning)."""
+        return run_dir
+
     def guard(self, seed: int):
         """A per-epoch guard the loop runs (Fast AT's co-guard), or None."""
         return None

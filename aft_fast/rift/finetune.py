@@ -24,7 +24,8 @@ GAMMA = 0.1
 
 def finetune_options(*, checkpoint: str, ckpt: dict, module: str, data: str, out: str | Path,
                      eps: float, epochs: int = 10, lr: float = 1e-3, momentum: float = 0.9,
-                     weight_decay: float = 5e-4, bn_stats: str = "frozen", batch_size: int = 128,
+                     weight_decay: float = 5e-4, bn_stats: str = "frozen", amp: str = "auto",
+                     channels_last: str = "auto", batch_size: int = 128,
                      eval_batch_size: int | None = None,
                      image_size: int | None = None, loader: str = "pytorch", workers: int = 2,
                      device: str = "auto", seed: int = 0, overwrite: bool = False,
@@ -40,7 +41,8 @@ def finetune_options(*, checkpoint: str, ckpt: dict, module: str, data: str, out
                         optimizer="sgd", momentum=momentum, weight_decay=weight_decay,
                         schedule="multistep",
                         schedule_params={"milestones": [MILESTONE], "gamma": GAMMA}, eps=eps,
-                        eval_steps=None, image_size=image_size, loader=loader,
+                        eval_steps=None, amp=amp, channels_last=channels_last,
+                        image_size=image_size, loader=loader,
                         workers=workers, device=device, seed=seed, overwrite=overwrite,
                         quiet=quiet)
 

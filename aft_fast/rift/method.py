@@ -38,6 +38,10 @@ class RiFT(Method):
         return mrc_passes + sum(row["n"] * interp["attack_steps"] for row in interp["rows"])
 
     @classmethod
+    def training_run(cls, run_dir):
+        return Path(run_dir) / "finetune"
+
+    @classmethod
     def compare_train(cls, b) -> dict:
         return {}
 
@@ -51,7 +55,8 @@ class RiFT(Method):
         t0 = time.perf_counter()
         rift(RiftOptions(checkpoint=parent, data=opts.data, out=str(run_dir), seed=seed,
                          epochs=epochs, device=opts.device, batch_size=opts.batch_size,
-                         val_images=opts.val_images, overwrite=True, quiet=True))
+                         val_images=opts.val_images, overwrite=True, quiet=True,
+                         amp=opts.amp, channels_last=opts.channels_last))
         seconds = time.perf_counter() - t0
         path = run_dir / "finetune" / "metrics.jsonl"
         rows = path.read_text().splitlines() if path.is_file() else []

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, fields
 
 from aft_fast.errors import OptionError
+from aft_fast.fast_path import AMP_SETTINGS, CHANNELS_LAST_SETTINGS, channels_last_setting
 from aft_fast.policy import BN_STATS, LOADERS
 
 DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
@@ -42,6 +43,8 @@ class RiftOptions:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bn_stats: str = "frozen"
+    amp: str = "auto"  # the fine-tune's precision and memory format (aft_fast.fast_path)
+    channels_last: str = "auto"
     # 3. interpolation
     finetuned: str | None = None  # None: OUT/finetune/best.pt
     alphas: tuple = DEFAULT_ALPHAS
@@ -78,6 +81,11 @@ def check(opts: RiftOptions, *steps: str) -> None:
         if opts.bn_stats not in BN_STATS:
             raise OptionError("bn_stats", f"must be one of {', '.join(BN_STATS)}; "
                                           f"got {opts.bn_stats!r}")
+        opts.channels_last = channels_last_setting(opts.channels_last)
+        for name, choices in (("amp", AMP_SETTINGS), ("channels_last", CHANNELS_LAST_SETTINGS)):
+            if getattr(opts, name) not in choices:
+                raise OptionError(name, f"must be one of {', '.join(choices)}; "
+                                        f"got {getattr(opts, name)!r}")
         if opts.momentum < 0 or opts.weight_decay < 0:
             bad = "momentum" if opts.momentum < 0 else "weight_decay"
             raise OptionError(bad, f"must be >= 0, got {getattr(opts, bad)}")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, make_dataclass
 
-from aft_fast.errors import check
+from aft_fast.errors import check, check_choice
+from aft_fast.fast_path import (AMP_HELP, AMP_SETTINGS, CHANNELS_LAST_HELP,
+                                CHANNELS_LAST_SETTINGS, channels_last_setting)
 from aft_fast.models.normalize import parse_floats
 from aft_fast import methods
 from aft_fast.options import check_declared, option
-from aft_fast.policy import (AMP_CHOICES, AUGMENTS, BN_MODES, LOADERS, NONFINITE_POLICIES,
-                             OPTIMIZERS)
+from aft_fast.policy import AUGMENTS, BN_MODES, LOADERS, NONFINITE_POLICIES, OPTIMIZERS
 from aft_fast.train.schedules import SCHEDULES, make_schedule
 
 
@@ -91,13 +92,13 @@ class _TrainOptions:
     eval_full: bool = option(
         False, "Evaluate the whole val split and train_eval subset each epoch (PGD-20 unless "
         "--eval-steps), instead of the budget.")
-    amp: str = option("none", "Mixed precision: none, bf16 or fp16.", choices=AMP_CHOICES)
+    amp: str = option("auto", AMP_HELP, choices=AMP_SETTINGS)
     bn_mode: str | None = option(
         None, "BatchNorm mode during the training attack: eval or train (default: the method's "
         "reference code: train for fast-at and free-at, eval otherwise).", choices=BN_MODES)
     eps_warmup_epochs: float = option(
         0.0, "Grow eps (and alpha) linearly from 0 over the first N epochs (0: off).", low=0)
-    channels_last: bool = option(False, "Model and inputs in channels_last memory format.")
+    channels_last: str | bool = option("auto", CHANNELS_LAST_HELP)
     compile: bool = option(
         False, "torch.compile the weight update and the attack's forward + input backward.")
     loader: str = option("pytorch", "pytorch or dali (image folders).", choices=LOADERS)
@@ -143,6 +144,8 @@ class _TrainOptions:
         others (OptionError naming the option). What needs the data or the weights (class
         counts, image sizes, files) is checked where they are opened."""
         self.method_class()  # a built-in name or an importable Method subclass
+        self.channels_last = channels_last_setting(self.channels_last)  # an old args.yaml's bool
+        check_choice("channels_last", self.channels_last, CHANNELS_LAST_SETTINGS)
         check_declared(self)  # each field's choices, radius and bounds, as declared
         for name in ("mean", "std"):  # numbers, before any data is read
             parse_floats(name, getattr(self, name))

@@ -13,8 +13,9 @@ import torch
 from aft_fast import distributed
 from aft_fast.data import make_loaders
 from aft_fast.errors import OptionError
+from aft_fast.fast_path import FastPath, resolve
 from aft_fast.models import build, weights_path
-from aft_fast.policy import OPTIMIZERS, amp_name
+from aft_fast.policy import OPTIMIZERS
 from aft_fast.runtime import pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
 from aft_fast.train.evaluation import eval_budget
@@ -82,12 +83,19 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
     loaders = make_loaders(opts.data, batch_size=plan.per_process, loader=opts.loader,
                            image_size=opts.image_size, device=device, workers=opts.workers,
                            seed=opts.seed, rank=dist.rank, world_size=dist.world_size,
-                           channels_last=opts.channels_last, eval_batch_size=opts.eval_batch_size,
+                           eval_batch_size=opts.eval_batch_size,
                            check_files=opts.check_files, augment=opts.augment,
                            class_map=opts.class_map, train_images=opts.train_images)
     model = _model(opts, loaders.spec, device)
+    fast = resolve(opts.amp, opts.channels_last, device, model)
+    if fast.channels_last:  # the loaders hand out batches in the model's layout
+        model = model.to(memory_format=torch.channels_last)
+        for split in loaders[:4]:
+            split.channels_last = True
+    if dist.is_main and not opts.quiet:
+        print(fast.describe(), flush=True)
     check_input_size(model, loaders.val, opts)
-    state, epochs, config = _state(opts, model, device, dist, loaders.spec, plan)
+    state, epochs, config = _state(opts, model, device, dist, loaders.spec, plan, fast)
     config["resolved"]["augment"] = loaders.spec.augment
     state.guard = state.method.guard(opts.seed)
     if state.guard is not None:
@@ -109,11 +117,8 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
 
 
 def _model(opts: TrainOptions, spec, device) -> torch.nn.Module:
-    model = build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
-                  replace_head=opts.replace_head, mean=opts.mean, std=opts.std).to(device)
-    if opts.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
+                 replace_head=opts.replace_head, mean=opts.mean, std=opts.std).to(device)
 
 
 def check_input_size(model, loader, opts: TrainOptions):
@@ -135,10 +140,11 @@ def check_input_size(model, loader, opts: TrainOptions):
         model.train(was_training)
 
 
-def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.BatchPlan):
+def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.BatchPlan,
+           fast: FastPath):
     """The method, optimizer, schedule and Trainer of the run as a TrainState; epochs; config."""
     method = opts.method_class()(eps=opts.eps, alpha=opts.alpha, steps=opts.steps,
-                                 amp=amp_name(opts.amp), bn_mode=opts.bn_mode,
+                                 amp=fast.amp, bn_mode=opts.bn_mode,
                                  eps_warmup_epochs=opts.eps_warmup_epochs, compile=opts.compile,
                                  **opts.method_kwargs())
     epochs = opts.epochs if opts.epochs is not None else method.default_epochs()
@@ -154,11 +160,11 @@ def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.Batc
     # module raises on len(). Attacks run on the plain (or compiled) module.
     ddp = distributed.wrap(model, dist, device, plan)  # SyncBatchNorm with --sync-bn
     net = torch.compile(ddp) if opts.compile else ddp
-    trainer = Trainer(net, optimizer, amp_name(opts.amp), device,
+    trainer = Trainer(net, optimizer, fast.amp, device,
                       attack_model=model if dist.enabled else net, on_nonfinite=opts.on_nonfinite)
     config = {**asdict(opts), "epochs": epochs, "resolved": {
         "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
-        "schedule": schedule.name, **method.describe(),
+        "schedule": schedule.name, **method.describe(), **fast.record(),
         "device": str(device), "world_size": dist.world_size,
         "global_batch": plan.global_batch, "batch_per_process": plan.per_process}}
     meta = dict(arch=opts.arch, num_classes=spec.num_classes, input_size=spec.image_size,
