@@ -21,18 +21,11 @@ class RampFGSM(Method):
     recipes = {"small": dict(optimizer="adam", lr=1e-3, schedule="multistep"),
                "cifar": dict(optimizer="sgd", lr=0.1, schedule="multistep")}
     imagenet_epochs = 15.0
+    fixed_attack_steps, alpha_per_eps = 1, 1.25  # one FGSM step of 1.25ε
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.batches = torch.zeros((), dtype=torch.long)
-
-    @staticmethod
-    def default_alpha(eps, steps):
-        return 1.25 * eps
-
-    @property
-    def attack_steps(self) -> int:
-        return 1
 
     def perturb(self, trainer, x, y):
         f = min(1.0, (int(self.batches) + 1) / self.ramp)

@@ -94,7 +94,11 @@ class Method:
     optimizer, lr, schedule, epochs = "sgd", 0.1, "multistep", 10
     bn_mode = "eval"  # BatchNorm while its training attack runs, as in its reference code
     separate_attack = True  # perturb() is a pass of its own, worth timing
-    uses_steps = False  # its attack runs `steps` PGD steps (0 steps would attack nothing)
+    # A method whose attack is not PGD-k: its fixed steps per batch (Fast AT, N-FGSM: 1; natural
+    # training, Free AT: 0); None: PGD-k, `steps` of them (0 would attack nothing).
+    fixed_attack_steps: int | None = 0
+    # α as a multiple of ε (Fast AT 1.25, Free AT and N-FGSM 1); None: Madry et al.'s 2.5·ε/k.
+    alpha_per_eps: float | None = None
     options: tuple[MethodOption, ...] = ()
     # compare: TrainOptions fields per model family, from the reference code (see recipes.py)
     recipes: dict[str, dict] = {}
@@ -119,7 +123,12 @@ class Method:
         # ε warm-up: ε and α grow linearly from 0 over the first eps_warmup_epochs (set_progress)
         self.eps_warmup_epochs, self.eps_target, self.alpha_target = eps_warmup_epochs, eps, self.alpha
 
-    default_alpha = staticmethod(default_alpha)  # Madry et al.'s 2.5·eps/steps
+    def default_alpha(self, eps: float, steps: int) -> float:
+        return default_alpha(eps, steps) if self.alpha_per_eps is None else self.alpha_per_eps * eps
+
+    @property
+    def uses_steps(self) -> bool:
+        return self.fixed_attack_steps is None
 
     def default_epochs(self) -> int:
         """A `train` run's epochs when none are given: its own, divided by its replays (Free AT
@@ -130,7 +139,7 @@ class Method:
     @property
     def attack_steps(self) -> int:
         """Input-gradient passes of its attack per batch (bench's column)."""
-        return self.steps
+        return self.steps if self.fixed_attack_steps is None else self.fixed_attack_steps
 
     def passes_per_epoch(self) -> float:
         """Forward/backward passes per training image in one epoch (`compare.cost`): by

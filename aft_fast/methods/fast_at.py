@@ -20,6 +20,7 @@ class FastAT(Method):
                  "early stop on PGD accuracy)")
     schedule, lr = "cyclic", 0.2
     bn_mode = "train"  # fast_adversarial calls model.train() before making its examples
+    fixed_attack_steps, alpha_per_eps = 1, 1.25
     options = (MethodOption("co_guard", bool, False,
                             "Fast AT: after each epoch PGD-5 on its first training batch; a drop "
                             "of more than 0.2 below the last epoch's stops the run on that "
@@ -27,14 +28,6 @@ class FastAT(Method):
     recipes = {"small": dict(optimizer="adam", lr=5e-3, schedule="cyclic"),
                "cifar": dict(optimizer="sgd", lr=0.2, schedule="cyclic", weight_decay=5e-4)}
     imagenet_epochs = 15.0  # Wong et al.'s ImageNet runs
-
-    @staticmethod
-    def default_alpha(eps, steps):
-        return 1.25 * eps
-
-    @property
-    def attack_steps(self) -> int:
-        return 1
 
     def perturb(self, trainer, x, y):
         return fgsm_rs(trainer.attack_model, x, y, self.eps, self.alpha, amp=self.amp,

@@ -24,6 +24,7 @@ class FreeAT(Method):
     reference = "Shafahi et al. 2019 (m replays, epochs / m, step ε)"
     separate_attack = False  # the perturbation comes from the training backward itself
     bn_mode = "train"  # ... so it is made in the training forward's (train) mode
+    fixed_attack_steps, alpha_per_eps = 0, 1.0
     options = (MethodOption("replays", int, 8, "Free AT: replays per batch (m).", low=1),)
     recipes = {"small": dict(optimizer="adam", lr=1e-3, schedule="multistep"),
                "cifar": dict(optimizer="sgd", lr=0.1, schedule="multistep", weight_decay=5e-4)}
@@ -32,14 +33,6 @@ class FreeAT(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.delta: torch.Tensor | None = None
-
-    @staticmethod
-    def default_alpha(eps, steps):
-        return eps
-
-    @property
-    def attack_steps(self) -> int:
-        return 0
 
     def passes_per_epoch(self) -> float:
         return self.replays

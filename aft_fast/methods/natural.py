@@ -13,7 +13,3 @@ class Natural(Method):
     separate_attack = False
     recipes = {"small": dict(optimizer="sgd", lr=0.03, schedule="multistep"),
                "cifar": dict(optimizer="sgd", lr=0.1, schedule="multistep", weight_decay=5e-4)}
-
-    @property
-    def attack_steps(self) -> int:
-        return 0

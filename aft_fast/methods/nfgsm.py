@@ -23,6 +23,7 @@ class NFGSM(Method):
     reference = "de Jorge et al. 2022; pdejorge/N-FGSM (noise 2ε, step ε, no clipping)"
     schedule, lr = "cyclic", 0.2
     bn_mode = "train"
+    fixed_attack_steps, alpha_per_eps = 1, 1.0
     options = (MethodOption("noise", float, 2.0, "N-FGSM: the noise's radius in units of ε "
                             "(its --unif, k).", low=0.0),
                MethodOption("nfgsm_clip", float, 0.0, "N-FGSM: clip the perturbation to this "
@@ -30,14 +31,6 @@ class NFGSM(Method):
     recipes = {"small": dict(optimizer="adam", lr=5e-3, schedule="cyclic"),
                "cifar": dict(optimizer="sgd", lr=0.2, schedule="cyclic", weight_decay=5e-4)}
     imagenet_epochs = 15.0
-
-    @staticmethod
-    def default_alpha(eps, steps):
-        return eps
-
-    @property
-    def attack_steps(self) -> int:
-        return 1
 
     def attack_config(self) -> AttackConfig:
         # The step projects onto the clipping ball, or onto one the noise and the step never

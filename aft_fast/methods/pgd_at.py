@@ -20,7 +20,7 @@ class PGDAT(Method):
     recipes = {"small": dict(optimizer="adam", lr=1e-3, schedule="multistep"),
                "cifar": dict(optimizer="sgd", lr=0.1, schedule="multistep", weight_decay=5e-4)}
     imagenet_epochs = 90.0  # the standard ImageNet schedule (bench's projection)
-    uses_steps = True
+    fixed_attack_steps = None  # PGD-k: `steps`
     compare_warmup = True  # compare: ε warm-up over the budget's warm-up fraction of its epochs
 
     def perturb(self, trainer, x, y):

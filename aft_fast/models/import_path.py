@@ -21,8 +21,9 @@ def split(arch: str, option: str = "arch") -> tuple[str, str]:
     module, _, attr = arch.partition(":")
     if not module or not attr or ":" in attr or not all(
             part.isidentifier() for part in module.split(".") + attr.split(".")):
-        raise OptionError(option, f"{arch!r} is not an import path like package.module:name "
-                          "(dotted module, one colon, the name in it)")
+        what = "factory" if option == "arch" else "Class"
+        raise OptionError(option, f"{arch!r} is not an import path like package.module:{what} "
+                          f"(dotted module, one colon, the {what.lower()}'s name)")
     return module, attr
 
 
@@ -69,6 +70,7 @@ def resolve_factory(arch: str):
     """The callable `arch` names."""
     obj = resolve(arch)
     if not callable(obj):
+        attr = split(arch)[1]
         raise OptionError("arch", f"{arch!r}: {attr} is a {type(obj).__name__}, not a function or "
                           "class that returns a torch.nn.Module")
     return obj

@@ -58,7 +58,7 @@ def bench_method(name: str, w: Workload, replays: int) -> Method:
     1.25ε, Free AT ε); --replays where it replays batches."""
     cls = registry.get(name, option="methods")
     kwargs = dict(eps=w.eps, steps=w.steps, amp=w.amp, compile=w.compile)
-    if cls.default_alpha is Method.default_alpha:
+    if cls.alpha_per_eps is None and cls.default_alpha is Method.default_alpha:
         kwargs["alpha"] = w.alpha
     if "replays" in {o.name for o in cls.options}:
         kwargs["replays"] = replays

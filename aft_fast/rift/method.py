@@ -24,10 +24,6 @@ class RiFT(Method):
     trains = False  # its own pipeline (aft-fast rift), not a `train --method`
     parent = "pgd-at"
 
-    @property
-    def attack_steps(self) -> int:
-        return 0
-
     def extra_passes(self, run_dir) -> float:
         """MRC's and the α search's passes, from the run's records."""
         run_dir = Path(run_dir)
