@@ -42,6 +42,11 @@ def test_bad_method_paths_are_refused_naming_the_option(path, says):
     assert err.value.option == "method"
 
 
+def test_a_zero_own_option_is_a_value_not_the_default():
+    opts = TrainOptions(method="trades", beta=0.0).check()
+    assert opts.method_kwargs() == {"beta": 0.0}
+
+
 def test_own_options_go_to_their_method_only():
     opts = TrainOptions(method=PATH, method_options={"ramp": 3}).check()
     assert opts.method_kwargs() == {"ramp": 3}

@@ -163,8 +163,9 @@ class _TrainOptions:
         another method, or one the method does not have, is refused naming it."""
         cls = self.method_class()
         mine = {o.name: o for o in cls.options}
+        # not given: None, or off for a flag (0 and 0.0 are values: `--beta 0`)
         given = {name: getattr(self, name) for name in OWN_OPTIONS
-                 if getattr(self, name) not in (None, False)}
+                 if getattr(self, name) is not None and getattr(self, name) is not False}
         for name in given:
             owners = ", ".join(c.name for c, _ in OWN_OPTIONS[name])
             check(name in mine, name, f"is an option of {owners}; --method {self.method} does "
