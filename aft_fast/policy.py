@@ -10,6 +10,10 @@ BN_MODES = ("eval", "train")  # BatchNorm/dropout mode while the attack runs
 # by the fine-tuning batches (train mode, as the reference code does).
 BN_STATS = ("frozen", "train")
 LOADERS = ("pytorch", "dali")
+# --check-files: an image folder's pre-flight check (aft_fast.data.folder.check_files); the
+# former boolean option's values (an old args.yaml) mean bytes / off.
+CHECK_FILES = ("bytes", "decode", "off")
+CHECK_FILES_OF = {True: "bytes", False: "off"}
 # Augmentation presets of the folder loaders (aft_fast.data.augment); the default follows the
 # images' own side: "small" up to SMALL_IMAGE_MAX pixels, "imagenet" above.
 AUGMENTS = ("imagenet", "small", "none")

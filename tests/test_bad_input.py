@@ -279,6 +279,8 @@ ROWS = [
     Row("--image-size 64 with --data mnist5k", "--image-size", "is 28x28 built-in data",
         cli("train", "--data", "mnist5k", "--image-size", "64")),
     Row("--workers 1000", "--workers", "must be at most", cli("train", "--workers", "1000")),
+    Row("--check-files deep", "--check-files", "'deep' is not one of 'bytes', 'decode', 'off'",
+        cli("train", "--check-files", "deep")),
     Row("--seed -1", "--seed", "must be in [0, 2**32), got -1", cli("train", "--seed", "-1")),
     Row("--out ''", "--out", "is empty: name the run's folder", cli("train", "--out", "")),
     Row("--schedule-params '{gamma: 1e12}' (YAML reads 1e12 as text; the LR would explode)",

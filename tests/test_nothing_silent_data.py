@@ -80,3 +80,42 @@ def test_a_jpeg_with_a_garbage_middle_stops_the_run_in_one_line(tmp_path, monkey
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"cannot decode {bad}" in lines[0], lines
     assert "aft-fast data scan" in lines[0]
+
+
+def test_check_files_decode_finds_a_corrupt_middle_before_training(tmp_path):
+    """The pre-flight `--check-files decode` decodes every image as the loader will, so a JPEG
+    whose middle is garbage (its first and last bytes intact) is refused before the first step,
+    naming the file and the option; the default `bytes` check does not read that far."""
+    from aft_fast.train.options import TrainOptions
+    from aft_fast.train.run import train
+
+    root = _folder(tmp_path / "data", per_class=8, side=64)
+    bad = root / "train" / "a" / "3.jpg"
+    data = bytearray(bad.read_bytes())
+    middle = len(data) // 2
+    data[middle - 200:middle + 200] = np.random.default_rng(0).integers(0, 256, 400,
+                                                                        dtype=np.uint8).tobytes()
+    bad.write_bytes(bytes(data))
+    from aft_fast.data.scan import scan_folder
+
+    assert [p for p, _ in scan_folder(root)[1]] == [str(bad)]  # the loader would fail on it
+    opts = dict(method="natural", data=str(root), arch="small_cnn", image_size=28, epochs=1,
+                batch_size=4, workers=0, device="cpu", quiet=True)
+    with pytest.raises(OptionError) as err:
+        train(TrainOptions(**opts, out=str(tmp_path / "decode"), check_files="decode").check())
+    assert err.value.option == "data" and str(bad) in err.value.message
+    assert not (tmp_path / "decode" / "last.pt").exists()  # refused before any step
+    from aft_fast.data.folder import check_files, scan_split
+
+    files, _ = scan_split(root, "train")
+    check_files(files, root, "bytes")  # the cheap check passes it: only decoding finds it
+
+
+def test_check_files_takes_the_former_boolean():
+    from aft_fast.train.options import TrainOptions
+
+    assert TrainOptions(check_files=True).check().check_files == "bytes"
+    assert TrainOptions(check_files=False).check().check_files == "off"
+    with pytest.raises(OptionError) as err:
+        TrainOptions(check_files="deep").check()
+    assert err.value.option == "check_files"

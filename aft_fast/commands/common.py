@@ -139,8 +139,9 @@ def _click_type(name: str, kind, choices: dict, types: dict, meta):
         return types[name]
     if name in choices:
         return click.Choice(list(choices[name]))
-    if meta.get("choices") is not None:
-        return click.Choice(list(meta["choices"]))
+    if meta.get("choices") is not None:  # a former boolean's true/false passes (its check maps it)
+        takes_bool = bool in typing.get_args(kind)
+        return (ChoiceOrBool if takes_bool else click.Choice)(list(meta["choices"]))
     if meta.get("pixels"):
         return FRACTION
     base = [t for t in typing.get_args(kind) if t is not type(None)] or [kind]

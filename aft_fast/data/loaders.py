@@ -28,10 +28,11 @@ from aft_fast.data.synthetic import synthetic
 from aft_fast.data.tensors import TensorBatches
 from aft_fast.data.types import DataSpec, Loaders
 from aft_fast.errors import OptionError
-from aft_fast.policy import LOADERS, SMALL_IMAGE_MAX
+from aft_fast.policy import CHECK_FILES_OF, LOADERS, SMALL_IMAGE_MAX
 
 BUILTIN = ("mnist5k", "fashion-mnist", "synthetic")
 FOLDER_IMAGE_SIZE = 224  # a folder's default side, unless its images are small (then their own)
+
 
 
 def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
@@ -42,7 +43,7 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
                  train_eval_size: int = 512,
                  val_size: int | None = None, eval_batch_size: int | None = None,
                  synthetic_shape=(3, 32, 32), synthetic_classes: int = 10,
-                 synthetic_size: int = 1024, check_files: bool = True) -> Loaders:
+                 synthetic_size: int = 1024, check_files: str | bool = "bytes") -> Loaders:
     if loader not in LOADERS:
         raise OptionError("loader", f"must be one of {', '.join(LOADERS)}; got {loader!r}")
     if batch_size < 1:
@@ -70,7 +71,7 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
     if os.path.isdir(data):
         files, classes = folder_splits(data, val_size=val_size, train_images=train_images,
                                        train_eval_size=train_eval_size, eval_batch_size=eval_bs,
-                                       check=check_files)
+                                       check=CHECK_FILES_OF.get(check_files, check_files))
         native = first_image_side(files["train"])
         if image_size is None:
             image_size = native if native <= SMALL_IMAGE_MAX else FOLDER_IMAGE_SIZE

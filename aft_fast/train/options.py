@@ -15,7 +15,8 @@ from aft_fast.fast_path import (AMP_HELP, AMP_SETTINGS, CHANNELS_LAST_HELP,
 from aft_fast.models.normalize import parse_floats
 from aft_fast import methods
 from aft_fast.options import check_declared, option
-from aft_fast.policy import AUGMENTS, BN_MODES, LOADERS, NONFINITE_POLICIES, OPTIMIZERS
+from aft_fast.policy import (AUGMENTS, BN_MODES, CHECK_FILES, CHECK_FILES_OF, LOADERS,
+                             NONFINITE_POLICIES, OPTIMIZERS)
 from aft_fast.train.schedules import SCHEDULES, make_schedule
 
 
@@ -102,8 +103,11 @@ class _TrainOptions:
     compile: bool = option(
         False, "torch.compile the weight update and the attack's forward + input backward.")
     loader: str = option("pytorch", "pytorch or dali (image folders).", choices=LOADERS)
-    check_files: bool = option(
-        True, "Check image files' first/last bytes before training (refuses corrupt folders).")
+    check_files: str | bool = option(
+        "bytes", "Image folders, before training: bytes (each file's first/last bytes: truncated or "
+        "foreign files), decode (decode every image as the loader will: also a corrupt middle; "
+        "costs a decode of the folder) or off. true/false (an old args.yaml): bytes/off.",
+        choices=CHECK_FILES)
     image_size: int | None = option(
         None, "Image side: folders' train crop / val centre crop (default: the images' own side up to "
         "64 px, else 224), synthetic data's side (default 32); (fashion-)mnist is always 28.",
@@ -146,6 +150,7 @@ class _TrainOptions:
         self.method_class()  # a built-in name or an importable Method subclass
         self.channels_last = channels_last_setting(self.channels_last)  # an old args.yaml's bool
         check_choice("channels_last", self.channels_last, CHANNELS_LAST_SETTINGS)
+        self.check_files = CHECK_FILES_OF.get(self.check_files, self.check_files)
         check_declared(self)  # each field's choices, radius and bounds, as declared
         for name in ("mean", "std"):  # numbers, before any data is read
             parse_floats(name, getattr(self, name))
