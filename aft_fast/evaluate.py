@@ -12,8 +12,7 @@ import torch.nn as nn
 
 from aft_fast.attacks import AttackConfig, pgd
 from aft_fast.attacks.pgd import interruptible
-from aft_fast.errors import (OptionError, check, check_at_least, check_choice, check_pixels,
-                             parse_pixels)
+from aft_fast.errors import check, check_at_least, check_choice, check_pixels, parse_pixels
 from aft_fast.fast_path import for_evaluation
 from aft_fast.policy import (AUTOATTACK_REFERENCE, EVAL_ATTACKS, default_alpha,
                              is_autoattack_reference)
