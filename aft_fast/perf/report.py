@@ -84,7 +84,7 @@ def bench_markdown(result: dict, command: str | None = None) -> str:
                   f"{result['settings']['image_size']} px, PGD-{result['settings']['steps']} for PGD AT "
                   "and AFT) to a full run's number of images; for an ImageNet figure measure "
                   "`--arch resnet50 --image-size 224`. Epoch counts are assumptions (see "
-                  "`aft_fast/perf/bench.py`, DEFAULT_EPOCHS), override with `--epochs METHOD=N`.", ""]
+                  "each method's `imagenet_epochs` in `aft_fast/methods/`), override with `--epochs METHOD=N`.", ""]
     return "\n".join(lines)
 
 
