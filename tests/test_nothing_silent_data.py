@@ -58,10 +58,9 @@ def test_an_image_name_that_is_not_a_readable_file_is_refused(tmp_path):
     assert [p for p, _ in scan_folder(root)[1]] == [str(loop)]
 
 
-def test_a_jpeg_with_a_garbage_middle_stops_the_run_in_one_line(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from aft_fast.cli import main
+def _folder_with_a_garbage_middle(tmp_path):
+    """(folder, its JPEG whose middle is random bytes): SOI and EOI intact, so the bytes check
+    passes it, but decoding fails, as `data scan` (the loader's decoder) says."""
     from aft_fast.data.scan import scan_folder
 
     root = _folder(tmp_path / "data", per_class=8, side=64)
@@ -70,8 +69,17 @@ def test_a_jpeg_with_a_garbage_middle_stops_the_run_in_one_line(tmp_path, monkey
     middle = len(data) // 2
     data[middle - 200:middle + 200] = np.random.default_rng(0).integers(0, 256, 400,
                                                                         dtype=np.uint8).tobytes()
-    bad.write_bytes(bytes(data))  # SOI and EOI intact: the quick check passes it
+    bad.write_bytes(bytes(data))
     assert [p for p, _ in scan_folder(root)[1]] == [str(bad)]
+    return root, bad
+
+
+def test_a_jpeg_with_a_garbage_middle_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from aft_fast.cli import main
+
+    root, bad = _folder_with_a_garbage_middle(tmp_path)
     result = CliRunner().invoke(main, [
         "train", "--method", "natural", "--data", str(root), "--arch", "small_cnn",
         "--image-size", "28", "--epochs", "1", "--batch-size", "4", "--workers", "1",
@@ -89,16 +97,7 @@ def test_check_files_decode_finds_a_corrupt_middle_before_training(tmp_path):
     from aft_fast.train.options import TrainOptions
     from aft_fast.train.run import train
 
-    root = _folder(tmp_path / "data", per_class=8, side=64)
-    bad = root / "train" / "a" / "3.jpg"
-    data = bytearray(bad.read_bytes())
-    middle = len(data) // 2
-    data[middle - 200:middle + 200] = np.random.default_rng(0).integers(0, 256, 400,
-                                                                        dtype=np.uint8).tobytes()
-    bad.write_bytes(bytes(data))
-    from aft_fast.data.scan import scan_folder
-
-    assert [p for p, _ in scan_folder(root)[1]] == [str(bad)]  # the loader would fail on it
+    root, bad = _folder_with_a_garbage_middle(tmp_path)
     opts = dict(method="natural", data=str(root), arch="small_cnn", image_size=28, epochs=1,
                 batch_size=4, workers=0, device="cpu", quiet=True)
     with pytest.raises(OptionError) as err:
