@@ -19,7 +19,7 @@ AT model, `aft_fast.rift.method`) and any method given by import path (`package.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aft_fast import methods as registry
 from aft_fast.errors import OptionError
@@ -75,7 +75,7 @@ def plan(*, arch: str, eps: float, epochs: int, train_steps: int, replays: int |
             train["method"] = name  # an import path stays one: train() imports it
         r = Recipe(cls.name, cls.compare_label(b), cls.parent, cls.budget_epochs(b), train,
                    name, source=cls.reference)
-        out.append(Recipe(**{**r.__dict__, "passes_per_epoch": make_row_method(r).passes_per_epoch()}))
+        out.append(replace(r, passes_per_epoch=make_row_method(r).passes_per_epoch()))
     return out
 
 

@@ -55,7 +55,8 @@ class MethodOption:
                               f"{given!r}") from None
         check(self.type is not int or value == given, self.name,
               f"must be a whole number, got {given!r}")
-        check_at_least(self.name, value, self.low) if self.low is not None else None
+        if self.low is not None:
+            check_at_least(self.name, value, self.low)
         check(math.isfinite(value), self.name, f"must be finite, got {given!r}")
         return value
 
