@@ -10,7 +10,8 @@ sets the robust accuracy next to the table's PGD figure on the same images.
 
 Writes verify.json and verify.md next to the table. A row already in that verify.json with the
 same checkpoint bytes (SHA-256) and the same attack is taken from it, not attacked again
-(`--fresh` attacks every row).
+(`--fresh` attacks every row); so is a row whose checkpoint is no longer on this machine (the
+committed table outlives its runs folder), matched by its path.
 """
 from __future__ import annotations
 
@@ -61,13 +62,29 @@ def robust_mask(model, x, y, *, eps: float, steps: int, restarts: int, seed: int
     return alive
 
 
-def checked_before(path: Path) -> dict:
-    """The rows of an earlier verify.json, by (checkpoint SHA-256, images, attack)."""
+def checked_before(path: Path) -> list[dict]:
+    """The rows of an earlier verify.json that carry their checkpoint's SHA-256 and attack."""
     if not path.is_file():
-        return {}
-    rows = json.loads(path.read_text())["rows"]
-    return {(r["checkpoint_sha256"], r["n"], json.dumps(r["attack"], sort_keys=True)): r
-            for r in rows if "checkpoint_sha256" in r and "attack" in r}
+        return []
+    return [r for r in json.loads(path.read_text())["rows"]
+            if "checkpoint_sha256" in r and "attack" in r]
+
+
+def earlier_check(before: list[dict], row: dict, n: int, attack: dict) -> dict | None:
+    """The earlier verify row of this table row, or None: matched by the checkpoint's bytes
+    (SHA-256) while the checkpoint is here; by its path when it is not (a table kept after its
+    runs folder was deleted: its rows are not attacked again, and cannot be)."""
+    same_attack = [r for r in before if r["n"] == n and r["attack"] == attack]
+    path = Path(row["checkpoint"])
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return next((r for r in same_attack if r["checkpoint_sha256"] == digest), None)
+    found = next((r for r in same_attack if r["checkpoint"] == row["checkpoint"]), None)
+    if found is None:
+        raise SystemExit(f"--table: row {row['label']} seed {row['seed']}: its checkpoint "
+                         f"{path} is not here and no earlier verify.json row covers it; run "
+                         "the check where the comparison's runs folder is")
+    return found
 
 
 def main() -> None:
@@ -93,14 +110,15 @@ def main() -> None:
         raise SystemExit(f"the test split differs from the table's record: {same}")
     attack = {"eps": protocol["eps"], "steps": protocol["pgd_steps"],
               "restarts": protocol["pgd_restarts"], "seed": args.seed}
-    before = {} if args.fresh else checked_before(table_path.parent / "verify.json")
+    before = [] if args.fresh else checked_before(table_path.parent / "verify.json")
     out = []
     for row in doc["rows"]:
         n = args.images or row.get("autoattack_n", row["n"])
-        digest = hashlib.sha256(Path(row["checkpoint"]).read_bytes()).hexdigest()
         table_pgd = row.get("pgd_acc_autoattack_images") if n == row.get("autoattack_n") else (
             row["pgd_acc"] if n == row["n"] else None)
-        done = before.get((digest, n, json.dumps(attack, sort_keys=True)))
+        done = earlier_check(before, row, n, attack)
+        digest = done["checkpoint_sha256"] if done else \
+            hashlib.sha256(Path(row["checkpoint"]).read_bytes()).hexdigest()
         if done is None:
             model = load_checkpoint(row["checkpoint"]).eval()
             t0 = time.perf_counter()
@@ -122,7 +140,8 @@ def main() -> None:
              f"torchattacks {__import__('torchattacks').__version__} PGD-{steps}, α = 2.5ε/{steps}, "
              f"{restarts} random starts (its own, seed {args.seed}), worst case per image, fp32, "
              "eval mode. A row whose checkpoint bytes (SHA-256) and attack an earlier check "
-             "already covered is taken from its verify.json.", "",
+             "already covered is taken from its verify.json (matched by path where the "
+             "checkpoint is no longer on the machine).", "",
              "| method | seed | images | table: PGD (engine) | independent: PGD (torchattacks) | "
              "difference (points) | table: AutoAttack |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in out:

@@ -74,3 +74,15 @@ def test_a_test_split_other_than_the_tables_is_refused(verify, tmp_path, monkeyp
     table = _table(verify, tmp_path, _checkpoint(tmp_path / "a.pt", seed=0), labels_sha="0" * 64)
     with pytest.raises(SystemExit, match="differs from the table's record"):
         _run(verify, monkeypatch, table)
+
+
+def test_a_row_whose_checkpoint_is_gone_is_taken_from_the_earlier_check_by_path(
+        verify, tmp_path, monkeypatch):
+    ckpt = _checkpoint(tmp_path / "a.pt", seed=0)
+    table = _table(verify, tmp_path, ckpt)
+    first = _run(verify, monkeypatch, table)
+    (tmp_path / "a.pt").unlink()  # the committed table outlives its runs folder
+    assert _run(verify, monkeypatch, table) == first
+    (tmp_path / "verify.json").unlink()  # nothing to take it from: said, not a traceback
+    with pytest.raises(SystemExit, match="is not here and no earlier verify.json row covers it"):
+        _run(verify, monkeypatch, table)
