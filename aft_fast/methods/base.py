@@ -173,6 +173,7 @@ class Method:
     @classmethod
     def compare_label(cls, b: Budget) -> str:
         return cls.label
+
     # ------------------------------------------------------------------ one batch
     def set_progress(self, t: float) -> None:
         """Training progress `t` in epochs, before every weight update: applies the ε warm-up
@@ -248,6 +249,7 @@ def ema_row(cls: type[Method]) -> type[Method]:
         name = cls.name + EMA_SUFFIX
         label = cls.label + " + EMA"
         reference = f"{cls.reference}; weight average as in Gowal et al. 2020"
+
         @classmethod
         def compare_train(klass, b: Budget) -> dict:
             return dict(super().compare_train(b), method=cls.name, ema=b.ema_decay)
