@@ -4,10 +4,11 @@ method, updated after every optimizer step.
 The rule is the one of the RobustBench recipes that made weight averaging standard in
 adversarial training: Gowal et al. 2020, "Uncovering the Limits of Adversarial Training against
 Norm-Bounded Adversarial Examples" (arXiv:2010.03593), and Rebuffi et al. 2021, "Data
-Augmentation Can Improve Robustness" (NeurIPS 2021); code: google-deepmind/deepmind-research
-`adversarial_robustness/jax/utils.py` (`ema_update`) and its PyTorch port
-imrahulr/adversarial_robustness_pytorch (`gowal21uncovering/utils/watrain.py`). The update t
-(0 for the first one) uses
+Augmentation Can Improve Robustness" (NeurIPS 2021, arXiv:2103.01946); code:
+https://github.com/google-deepmind/deepmind-research/tree/master/adversarial_robustness
+(`jax/utils.py` `ema_update`, `jax/experiment.py`: `swa_decay` .995) and its PyTorch port
+https://github.com/imrahulr/adversarial_robustness_pytorch (`gowal21uncovering/utils/watrain.py`).
+The update t (0 for the first one, as the JAX code's global step) uses
 
     decay_t = min(τ, (1 + t) / (10 + t)),    avg ← decay_t · avg + (1 − decay_t) · weights
 
