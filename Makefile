@@ -18,7 +18,7 @@ install: $(EXT_STAMP)
 # install here, or the compiled module is gone (`make clean` forces it); otherwise it takes seconds.
 $(EXT_STAMP): setup.py $(wildcard pyproject.toml) $(shell find csrc -type f) $(if $(wildcard aft_fast/_C*.so),,FORCE)
 	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
-	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples]"
+	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples,tensorboard]"
 	@mkdir -p build && touch $@
 
 FORCE:

@@ -32,6 +32,14 @@ EVAL_MIN_IMAGES = 128
 EVAL_TRAIN_SHARE = 0.05
 EVAL_STEPS = 10
 EVAL_FULL_STEPS = 20
+# τ of compare's weight-average rows (pgd-at+ema, aft+ema; `--ema-decay`): the reference's
+# (deepmind-research adversarial_robustness: swa_decay .995; its PyTorch port's --tau). Under the
+# warm-up min(τ, (1+t)/(10+t)) τ takes over only after 9/(1-τ) updates (1,790 for 0.995, 8,990
+# for 0.999): the CPU budget's runs (Fashion-MNIST: 79 updates an epoch, PGD AT 632, AFT 79)
+# never get there, so both give the same average there; on longer runs 0.995 averages over the
+# last ~200 updates, where 0.999's ~1,000 would outlast a fine-tuning run (AFT on CIFAR-10 at
+# E = 24: 3 epochs, 1,173 updates) and mostly average the weights it started from.
+COMPARE_EMA_DECAY = 0.995
 # Exit status of a run stopped by SIGTERM/SIGINT after writing a resumable last.pt: 128 + the
 # signal's number, the shell's convention for "ended by this signal" (143 for SIGTERM).
 EXIT_SIGNAL_BASE = 128

@@ -22,9 +22,9 @@ def epochs_of(epochs, replays, aft_epochs, arch="small_cnn"):
 
 
 def test_budget_rule_free_at_rounds_half_up_and_fine_tuning_takes_an_eighth():
-    assert epochs_of(8, 4, None) == {"natural": 8, "pgd-at": 8, "fast-at": 8, "free-at": 2,
-                                     "aft": 1, "trades": 8, "trades-ft": 1, "n-fgsm": 8,
-                                     "mart": 8, "rift": 1}
+    assert epochs_of(8, 4, None) == {"natural": 8, "pgd-at": 8, "pgd-at+ema": 8, "fast-at": 8,
+                                     "free-at": 2, "aft": 1, "aft+ema": 1, "trades": 8,
+                                     "trades-ft": 1, "n-fgsm": 8, "mart": 8, "rift": 1}
     assert epochs_of(10, 4, None)["free-at"] == 3  # 2.5 -> 3: total work 12 >= 10, stated
     assert epochs_of(2, 8, None)["free-at"] == 1  # never below one epoch
     assert epochs_of(24, 8, 5)["aft"] == 5
@@ -48,8 +48,9 @@ def test_recipes_follow_the_references():
 def test_cost_counts_passes_per_training_image():
     cost = {r.key: r.passes_per_epoch for r in plan(arch="small_cnn", eps=0.1, epochs=8,
                                                      train_steps=7, replays=4, aft_epochs=None)}
-    assert cost == {"natural": 1, "pgd-at": 8, "free-at": 4, "fast-at": 2, "aft": 8,
-                    "trades": 9, "trades-ft": 9, "n-fgsm": 2, "mart": 9, "rift": 1}
+    assert cost == {"natural": 1, "pgd-at": 8, "pgd-at+ema": 8, "free-at": 4, "fast-at": 2,
+                    "aft": 8, "aft+ema": 8, "trades": 9, "trades-ft": 9, "n-fgsm": 2, "mart": 9,
+                    "rift": 1}
 
 
 def test_rift_cost_counts_its_mrc_and_alpha_search(tmp_path):

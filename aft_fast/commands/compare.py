@@ -28,6 +28,8 @@ HELP = {
     "train_steps": "k of the PGD-k training attacks (PGD AT, AFT, TRADES).",
     "replays": "Free AT's m (default 4 for small_cnn, 8 otherwise).",
     "warmup_fraction": "PGD AT's ε warm-up, as a fraction of its epochs (0: none).",
+    "ema_decay": "Decay of the weight average of the +ema rows (pgd-at+ema, aft+ema), with the "
+                 "warm-up min(decay, (1+t)/(10+t)) of Gowal et al. 2020.",
     "batch_size": "Training batch size.",
     "train_images": "Train every row on a fixed subset of N training images (CPU-sized runs).",
     "val_images": "Per-epoch validation (model selection) on this many images (default: training's).",

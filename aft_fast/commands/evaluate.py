@@ -39,12 +39,16 @@ from aft_fast.train.checkpoint import data_settings, load_checkpoint, read_check
                    "index} file, a class-list file or a packaged map: imagenette). Default: the "
                    "map the checkpoint was trained with, if any.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random starts.")
+@click.option("--raw-weights", is_flag=True,
+              help="Evaluate the trained weights of a run that kept a weight average (train "
+                   "--ema), instead of the average (the default).")
 @click.option("--trust-code", is_flag=True, help="Import the code a checkpoint names to build its "
               "model (an arch package.module:factory): only for a file and code you trust.")
 @device_option
 @json_option
 def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, aa_steps, aa_queries,
-                 batch_size, max_batches, image_size, class_map, seed, trust_code, device, json_path):
+                 batch_size, max_batches, image_size, class_map, seed, raw_weights, trust_code, device,
+                 json_path):
     """Clean and robust accuracy (per-example worst case over restarts), as a table and JSON."""
     from aft_fast.data import make_loaders
     from aft_fast.runtime import pick_device
@@ -56,7 +60,7 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
     dev = pick_device(device)
     try:
         ckpt = read_checkpoint(checkpoint)
-        model = load_checkpoint(checkpoint, dev, trust_code=trust_code)
+        model = load_checkpoint(checkpoint, dev, trust_code=trust_code, raw=raw_weights)
     except OptionError:
         raise
     except (ValueError, FileNotFoundError) as exc:  # whatever the file is, --checkpoint is wrong
@@ -74,6 +78,7 @@ def eval_command(checkpoint, data, split, attack, eps, alpha, steps, restarts, a
     except ImportError as exc:  # torchattacks missing: the message says what to install
         raise click.ClickException(str(exc)) from exc
     report = {"checkpoint": checkpoint, "arch": ckpt["arch"], "data": data, "split": split,
+              "weights": "average" if ckpt.get("ema") and not raw_weights else "trained",
               **result}
     click.echo(table(report))
     if json_path:
@@ -102,7 +107,7 @@ def table(report: dict) -> str:
     else:
         what = "none"
     rob = "-" if report["robust_acc"] is None else f"{100 * report['robust_acc']:.2f}%"
-    return (f"| checkpoint | split | n | clean | robust | attack | seconds |\n"
-            f"|---|---|---:|---:|---:|---|---:|\n"
-            f"| {report['checkpoint']} | {report['split']} | {report['n']} | "
+    return (f"| checkpoint | weights | split | n | clean | robust | attack | seconds |\n"
+            f"|---|---|---|---:|---:|---:|---|---:|\n"
+            f"| {report['checkpoint']} | {report['weights']} | {report['split']} | {report['n']} | "
             f"{100 * report['clean_acc']:.2f}% | {rob} | {what} | {report['seconds']:.1f} |")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aft_fast.compare.recipes import ROW_NAMES, row_class
 from aft_fast.errors import check, check_at_least, check_choice, check_pixels
 from aft_fast.fast_path import AMP_SETTINGS, CHANNELS_LAST_SETTINGS, channels_last_setting
-from aft_fast.policy import AUTOATTACK_REFERENCE
+from aft_fast.policy import AUTOATTACK_REFERENCE, COMPARE_EMA_DECAY
 
 
 @dataclass
@@ -25,6 +25,7 @@ class CompareOptions:
     train_steps: int = 7  # k of PGD AT's and AFT's PGD-k training examples
     replays: int | None = None  # Free AT's m; None: 4 for the small CNN, 8 otherwise
     warmup_fraction: float = 0.25  # PGD AT's ε warm-up, as a fraction of its epochs
+    ema_decay: float = COMPARE_EMA_DECAY  # τ of the weight-average rows (pgd-at+ema, aft+ema)
     batch_size: int = 128
     train_images: int | None = None  # a fixed subset of the training split, for every row
     val_images: int | None = None  # per-epoch validation images (None: the training default)
@@ -68,6 +69,8 @@ class CompareOptions:
             check_at_least(name, getattr(self, name), 1)
         check(0 <= self.warmup_fraction <= 1, "warmup_fraction",
               f"must be in [0, 1], got {self.warmup_fraction}")
+        check(0 < self.ema_decay < 1, "ema_decay", f"is the decay of the weight-average rows' "
+              f"average and must be in (0, 1), e.g. 0.995; got {self.ema_decay}")
         check(not (self.train_only and self.report_only), "train_only",
               "--train-only trains and --report-only trains nothing: give one of them")
         return self

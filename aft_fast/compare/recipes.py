@@ -16,6 +16,8 @@ Recipes come from the methods' own modules (`aft_fast.methods.*`: `recipes` per 
 families: the small CNN on 28×28 grayscale follows the MNIST code of each reference, other
 networks the CIFAR code. The rows are the built-in training methods, RiFT (a pipeline on the PGD
 AT model, `aft_fast.rift.method`) and any method given by import path (`package.module:Class`).
+A method with `compare_ema` (PGD AT, AFT) also has the row NAME+ema: the same recipe and cost,
+trained with a weight average of decay `--ema-decay` (`methods.base.ema_row`).
 """
 from __future__ import annotations
 
@@ -24,9 +26,12 @@ from dataclasses import dataclass, field, replace
 from aft_fast import methods as registry
 from aft_fast.errors import OptionError
 from aft_fast.methods import Budget, Method
+from aft_fast.methods.base import ema_rows
+from aft_fast.policy import COMPARE_EMA_DECAY
 from aft_fast.rift.method import RiFT
 
-ROWS: tuple[type[Method], ...] = (*registry.BUILTIN, RiFT)  # the rows compare knows by name
+# the rows compare knows by name: each built-in (and its weight-average row), RiFT
+ROWS: tuple[type[Method], ...] = (*ema_rows(registry.BUILTIN), RiFT)
 ROW_NAMES = tuple(m.name for m in ROWS)
 
 
@@ -58,11 +63,12 @@ def make_row_method(r: Recipe) -> Method:
 
 
 def plan(*, arch: str, eps: float, epochs: int, train_steps: int, replays: int | None,
-         aft_epochs: int | None, methods=ROW_NAMES, warmup_fraction: float = 0.25) -> list[Recipe]:
+         aft_epochs: int | None, methods=ROW_NAMES, warmup_fraction: float = 0.25,
+         ema_decay: float = COMPARE_EMA_DECAY) -> list[Recipe]:
     """The recipes of `methods` in an order where every parent comes first."""
     b = Budget(epochs=epochs, family="small" if arch == "small_cnn" else "cifar", eps=eps,
                train_steps=train_steps, replays=replays, fine_tune_epochs=aft_epochs,
-               warmup_fraction=warmup_fraction)
+               warmup_fraction=warmup_fraction, ema_decay=ema_decay)
     classes = {name: row_class(name) for name in methods}
     keys = {cls.name for cls in classes.values()}
     out = []
@@ -71,7 +77,7 @@ def plan(*, arch: str, eps: float, epochs: int, train_steps: int, replays: int |
             raise OptionError("methods", f"{cls.name} starts from the {cls.parent} model: "
                               f"include {cls.parent} in the methods")
         train = cls.compare_train(b)
-        if train:
+        if train and name != cls.name:
             train["method"] = name  # an import path stays one: train() imports it
         r = Recipe(cls.name, cls.compare_label(b), cls.parent, cls.budget_epochs(b), train,
                    name, source=cls.reference)

@@ -33,7 +33,7 @@ def protocol_of(opts: CompareOptions) -> Protocol:
 def recipes_of(opts: CompareOptions) -> list[Recipe]:
     return plan(arch=opts.arch, eps=opts.eps, epochs=opts.epochs, train_steps=opts.train_steps,
                 replays=opts.replays, aft_epochs=opts.aft_epochs, methods=opts.methods,
-                warmup_fraction=opts.warmup_fraction)
+                warmup_fraction=opts.warmup_fraction, ema_decay=opts.ema_decay)
 
 
 def compare(opts: CompareOptions, command: str | None = None) -> dict:

@@ -24,3 +24,4 @@ class AFT(PGDAT):
     # AFT is that a natural model already exists)
     imagenet_epochs = 10.0
     compare_warmup = False  # it starts from a trained model: nothing to warm up
+    compare_ema = True  # compare: also the row aft+ema (does averaging help a short fine-tuning?)

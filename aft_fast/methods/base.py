@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from aft_fast.attacks import AttackConfig
 from aft_fast.errors import OptionError, check, check_at_least
-from aft_fast.policy import default_alpha
+from aft_fast.policy import COMPARE_EMA_DECAY, default_alpha
 from aft_fast.train.update import StepStats, Trainer, batch_stats
 
 
@@ -74,6 +74,7 @@ class Budget:
     replays: int | None = None
     fine_tune_epochs: int | None = None
     warmup_fraction: float = 0.25
+    ema_decay: float = COMPARE_EMA_DECAY  # the τ of the weight-average rows (`ema_row`)
 
 
 FINE_TUNE_FRACTION = 8  # the AFT paper: fine-tuning at 1/8-1/10 of PGD AT's cost
@@ -104,6 +105,9 @@ class Method:
     # compare: TrainOptions fields per model family, from the reference code (see recipes.py)
     recipes: dict[str, dict] = {}
     imagenet_epochs: float | None = None  # bench's projection of a full ImageNet run
+    # compare: also a row NAME+ema, its recipe with a weight average; declared by each class
+    # itself, never inherited (MART and TRADES subclass PGD AT without that row): `ema_rows`
+    compare_ema = False
     replays = 1  # weight updates per batch
 
     def __init__(self, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
@@ -226,3 +230,29 @@ class Method:
         """What `args.yaml` records as resolved: α, replays, BatchNorm mode, its own options."""
         return {"alpha": self.alpha, "replays": self.replays, "bn_mode": self.bn_mode,
                 "method_options": dict(self.option_values), "adversarial": self.adversarial}
+
+
+EMA_SUFFIX = "+ema"  # the comparison row of a method trained with a weight average
+
+
+def ema_rows(classes) -> list[type[Method]]:
+    """`classes`, each followed by its weight-average row where it declares `compare_ema`."""
+    return [row for cls in classes
+            for row in ((cls, ema_row(cls)) if vars(cls).get("compare_ema") else (cls,))]
+
+
+def ema_row(cls: type[Method]) -> type[Method]:
+    """The comparison row NAME+ema of a method with `compare_ema`: the same recipe, parent and
+    cost (the average costs no forward/backward pass), trained with `--ema Budget.ema_decay`
+    (`aft_fast.train.ema`), so it is evaluated and its best epoch chosen on the average."""
+    class WithEMA(cls):
+        name = cls.name + EMA_SUFFIX
+        label = cls.label + " + EMA"
+        reference = f"{cls.reference}; weight average as in Gowal et al. 2020"
+
+        @classmethod
+        def compare_train(klass, b: Budget) -> dict:
+            return dict(super().compare_train(b), method=cls.name, ema=b.ema_decay)
+
+    WithEMA.__name__ = WithEMA.__qualname__ = cls.__name__ + "EMA"
+    return WithEMA

@@ -6,6 +6,7 @@ Recipe: PGD-k from a random start, α = 2.5ε/k, examples made with BatchNorm in
 momentum 0.9 and weight decay 5e-4 otherwise, step decay. In `compare` an ε warm-up over the first
 quarter of its epochs (what practitioners add: PGD AT from scratch at a small budget otherwise
 stalls at a constant prediction). Cost: k attack steps + 1 update per image per epoch.
+`compare` also trains it with a weight average (`pgd-at+ema`, `base.ema_row`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class PGDAT(Method):
     imagenet_epochs = 90.0  # the standard ImageNet schedule (bench's projection)
     fixed_attack_steps = None  # PGD-k: `steps`
     compare_warmup = True  # compare: ε warm-up over the budget's warm-up fraction of its epochs
+    compare_ema = True  # compare: also the row pgd-at+ema (the RobustBench recipes' averaging)
 
     def perturb(self, trainer, x, y):
         return pgd(trainer.attack_model, x, y, self.attack_config())

@@ -39,6 +39,14 @@ def read_checkpoint(path, option: str = "checkpoint") -> dict:
     return ckpt
 
 
+def checkpoint_weights(ckpt: dict, raw: bool = False) -> dict:
+    """The weights of an aft_fast checkpoint that are evaluated and used: the weight average
+    ("ema", `train --ema`) when the run kept one, else (or with `raw=True`) the trained weights
+    ("model"). Every reader of a checkpoint's weights goes through here."""
+    average = None if raw else ckpt.get("ema")
+    return average["model"] if average else ckpt["model"]
+
+
 def _load(path: str):
     if path.endswith(".safetensors"):
         try:
@@ -65,15 +73,16 @@ def strip_wrapper_prefixes(key: str) -> str:
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The model weights in `path`: an aft_fast checkpoint ("model"), a plain state_dict, or one
-    inside `{"state_dict" | "model" | "model_state_dict" | "net": ...}`; DDP's `module.` and
-    torch.compile's `_orig_mod.` prefixes are stripped."""
+    """The model weights in `path`: an aft_fast checkpoint's (`checkpoint_weights`: its weight
+    average if it has one), a plain state_dict, or one inside `{"state_dict" | "model" |
+    "model_state_dict" | "net": ...}`; DDP's `module.` and torch.compile's `_orig_mod.` prefixes
+    are stripped."""
     if not os.path.isfile(path):
         raise OptionError("weights", f"{path}: no such file (a local state_dict or aft_fast "
                           "checkpoint is expected; nothing is downloaded)")
     obj = _load(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        obj = obj["model"]
+        obj = checkpoint_weights(obj)
     while isinstance(obj, dict) and not _is_state(obj):
         inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
         if inner is None:

@@ -23,7 +23,7 @@ from aft_fast.rift.mrc import adversarial_set, criticality, weight_modules
 from aft_fast.rift.options import RiftOptions, check
 from aft_fast.rift.source import at_checkpoint, loaders_for, open_checkpoint, refuse_to_replace
 from aft_fast.runtime import environment, pick_device, synced_clock
-from aft_fast.train.checkpoint import load_checkpoint, save_checkpoint
+from aft_fast.train.checkpoint import checkpoint_weights, load_checkpoint, save_checkpoint
 from aft_fast.train.partial import find_submodule
 
 
@@ -124,7 +124,9 @@ def run_interpolate(opts: RiftOptions) -> dict:
     at_ckpt, eps = at_checkpoint(opts)
     ft_path = opts.finetuned or str(out / "finetune" / "best.pt")
     ft_ckpt = open_checkpoint(ft_path, option="finetuned")
-    if ft_ckpt["arch"] != at_ckpt["arch"] or ft_ckpt["model"].keys() != at_ckpt["model"].keys():
+    # the weights each checkpoint is evaluated with: the weight average when its run kept one
+    at_weights, ft_weights = checkpoint_weights(at_ckpt), checkpoint_weights(ft_ckpt)
+    if ft_ckpt["arch"] != at_ckpt["arch"] or ft_weights.keys() != at_weights.keys():
         raise OptionError("finetuned", f"{ft_path} holds a {ft_ckpt['arch']}, not the "
                                        f"{at_ckpt['arch']} of {opts.checkpoint}")
     device = _device(opts)
@@ -133,14 +135,13 @@ def run_interpolate(opts: RiftOptions) -> dict:
     alphas = sorted(set(float(a) for a in opts.alphas) | {0.0})  # the AT model: the reference
     batches = (None if opts.val_images is None
                else math.ceil(opts.val_images / opts.eval_batch_size))
-    rows = score(model, at_ckpt["model"], ft_ckpt["model"], alphas, loaders.val, eps,
+    rows = score(model, at_weights, ft_weights, alphas, loaders.val, eps,
                  opts.eval_steps, opts.seed, max_batches=batches,
                  progress=lambda r: _say(opts, f"  α {r['alpha']:.2f}: val clean "
                                                f"{r['clean_acc']:.4f} robust {r['robust_acc']:.4f}"))
     reference = next(r for r in rows if r["alpha"] == 0.0)
     chosen = choose_alpha(rows, reference["robust_acc"], opts.tolerance)  # α = 0 always qualifies
-    model.model.load_state_dict(interpolate_state(at_ckpt["model"], ft_ckpt["model"],
-                                                  chosen["alpha"]))
+    model.model.load_state_dict(interpolate_state(at_weights, ft_weights, chosen["alpha"]))
     config = {**(at_ckpt.get("config") or {}),
               "rift": {**_plain(opts), "eps": eps, "finetuned": ft_path, "alpha": chosen["alpha"],
                        "module": (ft_ckpt.get("config") or {}).get("train_only")}}

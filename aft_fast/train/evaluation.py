@@ -61,8 +61,9 @@ def eval_budget(*, adversarial: bool, eps: float, steps: int | None, full: bool,
     return EvalBudget(attack, None if full else images, max_batches, world_size)
 
 
-def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None, stop=None) -> dict:
-    """Clean and robust accuracy on val and train_eval within `budget`: a metrics row's part.
+def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None, stop=None, *,
+                   train_eval: bool = True) -> dict:
+    """Clean and robust accuracy on val (and train_eval) within `budget`: a metrics row's part.
     `stop(i)`: asked before each batch; true interrupts it (`aft_fast.evaluate.Interrupted`)."""
     kind = "none" if budget.attack is None else "pgd"
 
@@ -70,7 +71,11 @@ def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None, stop=None) -
         return accuracy(model, loader, attack=kind, cfg=budget.attack,
                         max_batches=budget.batches(loader), reduce=reduce, stop=stop)
 
-    val, train = measure(loaders.val), measure(loaders.train_eval)
-    return {"train_clean_acc": train["clean_acc"], "train_robust_acc": train["robust_acc"],
-            "val_clean_acc": val["clean_acc"], "val_robust_acc": val["robust_acc"],
-            "eval_seconds": val["seconds"] + train["seconds"]}
+    val = measure(loaders.val)
+    row = {"val_clean_acc": val["clean_acc"], "val_robust_acc": val["robust_acc"],
+           "eval_seconds": val["seconds"]}
+    if train_eval:
+        train = measure(loaders.train_eval)
+        row = {"train_clean_acc": train["clean_acc"], "train_robust_acc": train["robust_acc"],
+               **row, "eval_seconds": val["seconds"] + train["seconds"]}
+    return row

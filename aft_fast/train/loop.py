@@ -4,15 +4,18 @@
      ├─ train_one_epoch   per batch: LR from the schedule (a function of fractional epochs),
      │                    `method.step`, on-device sums; a log line every --log-every steps,
      │                    last.pt every --save-every steps, SIGTERM/SIGINT → checkpoint and exit
-     ├─ evaluate_epoch    clean (+ PGD) accuracy on val and train_eval within the budget;
-     │                    a signal interrupts it between batches (checkpoint, exit)
-     └─ end_epoch         metrics row, co-guard, best.pt / last.pt, tables and plots (RunDir)
+     ├─ evaluate_epoch    clean (+ PGD) accuracy on val and train_eval within the budget, and
+     │                    of the weight average (--ema) on val; a signal interrupts it between
+     │                    batches (checkpoint, exit)
+     └─ end_epoch         metrics row, co-guard, best.pt / last.pt, tables and plots (RunDir),
+                          TensorBoard (`tensorboard.py`)
 
 What a run keeps between steps is a `TrainState` (it writes and reads the checkpoint); the
 non-finite policy is `nonfinite.py`, preemption `preemption.py`, the budget `evaluation.py`.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -26,10 +29,12 @@ from aft_fast.train.preemption import Preempted, StopRequest
 from aft_fast.train.run_dir import RunDir
 from aft_fast.train.state import TrainState
 from aft_fast.train.step_log import StepLog, say
+from aft_fast.train.tensorboard import EpochBoard
 
 ROW_KEYS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "train_robust_acc",
             "val_clean_acc", "val_robust_acc", "epoch_seconds", "images_per_second",
             "attack_ms_per_iter", "eval_seconds")
+EMA_KEYS = ("ema_val_clean_acc", "ema_val_robust_acc")  # the weight average's (--ema)
 
 
 @dataclass
@@ -40,6 +45,7 @@ class LoopConfig:
     save_every: int | None = None  # steps between mid-epoch checkpoints
     log_every: int = 50
     quiet: bool = False
+    tensorboard: bool = False  # RUN/tensorboard event files (train's --tensorboard)
     dist: Dist = field(default_factory=Dist)
 
     @property
@@ -56,18 +62,20 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
     else:
         save(state, run_dir, cfg)  # from the first step on, the run dir holds a resumable state
     say(cfg.show, cfg.budget.describe())
-    with StopRequest() as stop:
+    board = EpochBoard(run_dir.path, cfg.tensorboard and cfg.dist.is_main, state.rows)
+    keys = ROW_KEYS + (EMA_KEYS if state.ema else ())
+    with StopRequest() as stop, contextlib.closing(board):
         while state.epoch < cfg.epochs and not state.stopped:
             row = train_one_epoch(state, loaders.train, run_dir, cfg, stop)
             before = rng_state()
             try:
-                row.update(evaluate_epoch(state.model, loaders, cfg.budget, cfg.dist.sum,
-                                          stop=eval_stop(stop, cfg)))
+                row.update(evaluate(state, loaders, cfg, eval_stop(stop, cfg)))
             except Interrupted:  # the epoch's training is kept; a resume evaluates it again,
                 set_rng_state(before)  # from the same random draws (PGD's random starts)
                 preempt(state, run_dir, cfg, stop.signum, during=" (in its evaluation, redone "
                         "on resume)")
-            end_epoch(state, {k: row[k] for k in ROW_KEYS}, run_dir, cfg)
+            end_epoch(state, {k: row[k] for k in keys}, run_dir, cfg)
+            board.epoch(state.rows[-1])
             if state.epoch < cfg.epochs and stop.requested(cfg.dist):  # during end_epoch
                 preempt(state, run_dir, cfg, stop.signum)
     return {"last": state.rows[-1] if state.rows else None, "best": state.best,
@@ -112,6 +120,17 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
             "attack_ms_per_iter": trainer.attack_ms_per_iter()}
 
 
+def evaluate(state: TrainState, loaders, cfg: LoopConfig, stop) -> dict:
+    """The epoch's evaluation: the weights on val and train_eval, their average (--ema) on val."""
+    row = evaluate_epoch(state.model, loaders, cfg.budget, cfg.dist.sum, stop=stop)
+    if state.ema is not None:
+        avg = evaluate_epoch(state.ema.model, loaders, cfg.budget, cfg.dist.sum, stop=stop,
+                             train_eval=False)
+        row.update(ema_val_clean_acc=avg["val_clean_acc"], ema_val_robust_acc=avg["val_robust_acc"],
+                   eval_seconds=row["eval_seconds"] + avg["eval_seconds"])
+    return row
+
+
 def eval_stop(stop: StopRequest, cfg: LoopConfig):
     """What the evaluation asks before each batch: a signal stops it at once. Under DDP the
     ranks' shards may differ by a batch, so they agree only after it (no collective inside)."""
@@ -141,7 +160,9 @@ def end_epoch(state: TrainState, row: dict, run_dir: RunDir, cfg: LoopConfig) ->
     if state.guard is not None and state.guard.check(state.model, row, row["epoch"],
                                                        reduce=cfg.dist.sum):
         state.stopped = row["guard"]
-    key = "val_robust_acc" if state.method.adversarial else "val_clean_acc"
+    # best.pt is chosen on the weights that are evaluated: the average when there is one
+    key = ("ema_" if state.ema else "") + ("val_robust_acc" if state.method.adversarial
+                                           else "val_clean_acc")
     improved = state.best is None or (row[key] or 0) >= state.best["value"]
     if improved:
         state.best = {"epoch": row["epoch"], "metric": key, "value": row[key] or 0}
@@ -159,6 +180,10 @@ def epoch_line(state: TrainState, row: dict, epochs: int) -> str:
             f"{row['val_clean_acc']:.3f} robust {'-' if rob is None else f'{rob:.3f}'} | "
             f"{row['epoch_seconds']:.1f}s {row['images_per_second']:.0f} img/s, eval "
             f"{row['eval_seconds']:.1f}s")
+    if "ema_val_clean_acc" in row:
+        rob = row["ema_val_robust_acc"]
+        line += (f" | average: val clean {row['ema_val_clean_acc']:.3f} robust "
+                 f"{'-' if rob is None else f'{rob:.3f}'}")
     if row.get("skipped_steps"):
         line += f" | {row['skipped_steps']} non-finite batch(es) skipped"
     if "guard" in row:

@@ -97,6 +97,11 @@ class _TrainOptions:
     bn_mode: str | None = option(
         None, "BatchNorm mode during the training attack: eval or train (default: the method's "
         "reference code: train for fast-at and free-at, eval otherwise).", choices=BN_MODES)
+    ema: float | None = option(
+        None, "Keep an exponential moving average of the weights with this decay (e.g. 0.995 or "
+        "0.999; warm-up min(decay, (1+t)/(10+t)) as in Gowal et al. 2020): evaluated every epoch "
+        "(ema_val_* columns), picks best.pt, and is the model checkpoints give by default "
+        "(eval --raw-weights: the trained weights). Off by default.", low=0, strict=True)
     eps_warmup_epochs: float = option(
         0.0, "Grow eps (and alpha) linearly from 0 over the first N epochs (0: off).", low=0)
     channels_last: str | bool = option("auto", CHANNELS_LAST_HELP)
@@ -134,6 +139,9 @@ class _TrainOptions:
         "stop", "A NaN/inf training loss: stop (naming the step; checkpoints keep the last finite "
         "weights) or skip that batch's update and count it.", choices=NONFINITE_POLICIES)
     log_every: int = option(50, "A progress line every N steps.", low=1)
+    tensorboard: bool = option(
+        True, "Write each epoch's metrics (loss, accuracies, LR, attack ms per iteration) as "
+        "TensorBoard event files in --out/tensorboard (needs the tensorboard package).")
     quiet: bool = option(False, "Print nothing but errors.")
     method_options: dict | None = option(
         None, "Own options of a --method given by import path, a YAML mapping like '{beta: 3}' "
@@ -211,6 +219,9 @@ class _TrainOptions:
         check(self.workers <= most, "workers",
               f"must be at most {most} (4 per CPU of this machine), got {self.workers}")
         check(0 <= self.seed < 2**32, "seed", f"must be in [0, 2**32), got {self.seed}")
+        check(self.ema is None or self.ema < 1, "ema",
+              f"is the decay of the weight average and must be below 1 (e.g. 0.995 or 0.999), "
+              f"got {self.ema}")
         check(bool(str(self.out).strip()), "out",
               "is empty: name the run's folder (an empty one would write into the current folder)")
 

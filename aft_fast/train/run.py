@@ -18,6 +18,7 @@ from aft_fast.models import build, weights_path
 from aft_fast.policy import OPTIMIZERS
 from aft_fast.runtime import pick_device
 from aft_fast.train.co_guard import DESCRIPTION as GUARD_DESCRIPTION
+from aft_fast.train.ema import WeightAverage
 from aft_fast.train.evaluation import eval_budget
 from aft_fast.train.loop import LoopConfig, fit
 from aft_fast.train.options import TrainOptions
@@ -106,10 +107,11 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
                          train_size=loaders.spec.train_size, max_batches=opts.eval_max_batches,
                          world_size=dist.world_size)
     config["resolved"]["eval"] = budget.describe()
-    run_dir.check_space(checkpoint_bytes(model, state.optimizer))
+    run_dir.check_space(checkpoint_bytes(model, state.optimizer, ema=state.ema is not None))
     run_dir.start(config, state.schedule)
     loop = LoopConfig(int(math.ceil(epochs)), budget, save_every=opts.save_every,
-                      log_every=opts.log_every, quiet=opts.quiet, dist=dist)
+                      log_every=opts.log_every, quiet=opts.quiet, dist=dist,
+                      tensorboard=opts.tensorboard)
     if dist.rank:  # after the model is built (DDP makes every rank start from rank 0's weights)
         seed_everything(distributed.rank_seed(opts.seed, dist.rank))
     summary = fit(state, loaders, run_dir, loop, resume=opts.resume)
@@ -161,7 +163,8 @@ def _state(opts: TrainOptions, model, device, dist, spec, plan: distributed.Batc
     ddp = distributed.wrap(model, dist, device, plan)  # SyncBatchNorm with --sync-bn
     net = torch.compile(ddp) if opts.compile else ddp
     trainer = Trainer(net, optimizer, fast.amp, device,
-                      attack_model=model if dist.enabled else net, on_nonfinite=opts.on_nonfinite)
+                      attack_model=model if dist.enabled else net, on_nonfinite=opts.on_nonfinite,
+                      ema=WeightAverage(model, opts.ema) if opts.ema else None)
     config = {**asdict(opts), "epochs": epochs, "resolved": {
         "optimizer": opts.optimizer or method.optimizer, "lr": opts.lr or method.lr,
         "schedule": schedule.name, **method.describe(), **fast.record(),

@@ -7,6 +7,7 @@
     best.pt        the epoch with the best validation metric (written before last.pt and the
                    tables, so it is never older than the metrics say)
     lr.png, accuracy.png
+    tensorboard/   the metrics rows as TensorBoard event files (`tensorboard.py`, --tensorboard)
     .lock          the process running it (`run_lock`), while it runs
 
 Every file is written atomically (temporary file + rename): a run killed at any moment leaves
@@ -28,6 +29,7 @@ from aft_fast.io import write_text
 from aft_fast.train.checkpoint import read_checkpoint, save_checkpoint
 from aft_fast.train.plots import plot_accuracy, plot_schedule
 from aft_fast.train.run_lock import LOCK_NAME, RunLock
+from aft_fast.train.tensorboard import FOLDER as TENSORBOARD
 
 RUN_FILES = ("args.yaml", "metrics.jsonl", "summary.csv", "last.pt", "best.pt", "lr.png",
              "accuracy.png")
@@ -88,6 +90,7 @@ class RunDir:
         for f in RUN_FILES:  # --overwrite: no file of the old run may pass for one of the new run
             if (self.path / f).exists():
                 (self.path / f).unlink()
+        shutil.rmtree(self.path / TENSORBOARD, ignore_errors=True)
 
     def _probe_write(self) -> None:
         try:
@@ -154,9 +157,10 @@ def _own_leftover(name: str) -> bool:
         name.startswith(f".{f}.") and name.endswith(".tmp") for f in RUN_FILES)
 
 
-def checkpoint_bytes(model: torch.nn.Module, optimizer) -> int:
-    """Roughly one checkpoint's size: the weights and buffers plus the optimizer's state (its
-    per-parameter buffers: one for SGD momentum, two for Adam), before the first step."""
+def checkpoint_bytes(model: torch.nn.Module, optimizer, *, ema: bool = False) -> int:
+    """Roughly one checkpoint's size: the weights and buffers (twice with a weight average) plus
+    the optimizer's state (its per-parameter buffers: one for SGD momentum, two for Adam),
+    before the first step."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     per_param = {"SGD": 1, "Adam": 2, "AdamW": 2}.get(type(optimizer).__name__, 2)
-    return weights * (1 + per_param)
+    return weights * (1 + int(ema) + per_param)

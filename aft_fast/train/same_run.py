@@ -12,7 +12,8 @@ MAY_CHANGE = {
     "workers": "loader processes", "loader": "pytorch or dali: the same images",
     "check_files": "the pre-flight file check", "eval_batch_size": "evaluation batch size",
     "channels_last": "memory format", "compile": "torch.compile",
-    "log_every": "logging", "quiet": "logging", "save_every": "mid-epoch checkpoints",
+    "log_every": "logging", "quiet": "logging", "tensorboard": "logging",
+    "save_every": "mid-epoch checkpoints",
     "on_nonfinite": "stop or skip after a non-finite loss (a run stopped by one may go on "
                     "skipping)",
     "weights": "read only when a run starts; a resumed run continues from last.pt's weights",

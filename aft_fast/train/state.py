@@ -47,6 +47,11 @@ class TrainState:
     def optimizer(self):
         return self.trainer.optimizer
 
+    @property
+    def ema(self):
+        """The weight average (`--ema`), or None."""
+        return self.trainer.ema
+
     def new_sums(self) -> torch.Tensor:
         return torch.zeros(3, dtype=torch.float64, device=self.trainer.device)
 
@@ -64,12 +69,15 @@ class TrainState:
         return dict(model=self.model, epoch=self.epoch - 1, optimizer=self.optimizer,
                     scaler=self.trainer.scaler, schedule=self.schedule,
                     metrics=self.rows[-1] if self.rows else {}, best=self.best,
-                    method_state=method_state, progress=progress, **self.meta)
+                    method_state=method_state, progress=progress,
+                    ema=self.ema.state_dict() if self.ema else None, **self.meta)
 
     def restore(self, ckpt: dict) -> None:
-        """Continue from `ckpt` exactly: weights, optimizer, scaler, RNGs, method state,
-        non-finite record, co-guard, position and history."""
+        """Continue from `ckpt` exactly: weights (and their average), optimizer, scaler, RNGs,
+        method state, non-finite record, co-guard, position and history."""
         self.model.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:  # `--resume` refuses a run started with another --ema
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             self.trainer.scaler.load_state_dict(ckpt["scaler"])

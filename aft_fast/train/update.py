@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from aft_fast.attacks.pgd import amp_dtype, section
 from aft_fast.runtime import synced_clock
+from aft_fast.train.ema import WeightAverage
 from aft_fast.train.nonfinite import NonFiniteMonitor, SkipGuard, bad_update, step_unless
 
 
@@ -35,11 +36,12 @@ class Trainer:
     """The one weight update every method uses: autocast forward, (scaled) backward, optimizer
     step; optionally the input gradient of the same backward (Free AT). Each update is checked
     for a non-finite loss on the device (`nonfinite`); `step_index` (set by the loop) is the
-    global step a report names."""
+    global step a report names. `ema` (`--ema`), when given, is updated after every step."""
 
     def __init__(self, model: nn.Module, optimizer, amp: str | None, device: torch.device,
-                 attack_model: nn.Module | None = None, on_nonfinite: str = "stop"):
-        self.model, self.optimizer = model, optimizer
+                 attack_model: nn.Module | None = None, on_nonfinite: str = "stop",
+                 ema: WeightAverage | None = None):
+        self.model, self.optimizer, self.ema = model, optimizer, ema
         # Attacks need no gradient sync: under DDP they run on the plain module, so no reducer
         # is armed and no buffers are broadcast on each of the k attack forwards.
         self.attack_model = attack_model if attack_model is not None else model
@@ -102,6 +104,8 @@ class Trainer:
                 self.scaler.step(self.optimizer)
             self.scaler.update()
             self.nonfinite.record(bad, self.step_index)
+            if self.ema is not None:
+                self.ema.update()
         return Update(loss.detach(), logits.detach(), x.grad if input_grad else None, bad)
 
     def _params(self):
