@@ -30,6 +30,7 @@ from aft_fast.train.step_log import StepLog, say
 ROW_KEYS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "train_robust_acc",
             "val_clean_acc", "val_robust_acc", "epoch_seconds", "images_per_second",
             "attack_ms_per_iter", "eval_seconds")
+TEST_KEYS = ("test_clean_acc", "test_robust_acc")  # --test-each-epoch: reported, never chosen on
 
 
 @dataclass
@@ -67,7 +68,8 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
                 set_rng_state(before)  # from the same random draws (PGD's random starts)
                 preempt(state, run_dir, cfg, stop.signum, during=" (in its evaluation, redone "
                         "on resume)")
-            end_epoch(state, {k: row[k] for k in ROW_KEYS}, run_dir, cfg)
+            keys = ROW_KEYS + (TEST_KEYS if cfg.budget.test else ())
+            end_epoch(state, {k: row[k] for k in keys}, run_dir, cfg)
             if state.epoch < cfg.epochs and stop.requested(cfg.dist):  # during end_epoch
                 preempt(state, run_dir, cfg, stop.signum)
     return {"last": state.rows[-1] if state.rows else None, "best": state.best,
