@@ -127,3 +127,24 @@ def test_a_single_budget_table_keeps_its_layout(name):
     committed = [line for line in (folder / "table.md").read_text().splitlines()
                  if line.startswith("| ") and "scratch" in line or "| Natural |" in line]
     assert committed and all(line.rstrip("|").rstrip() in rendered for line in committed)
+
+
+def test_cli_takes_a_budget_list_and_refuses_a_repeated_budget(monkeypatch):
+    from click.testing import CliRunner
+
+    import aft_fast.compare.runner as runner
+    from aft_fast.cli import main
+    from aft_fast.compare import CompareOptions
+    from aft_fast.errors import OptionError
+
+    seen = {}
+    monkeypatch.setattr(runner, "compare", lambda opts, command: seen.update(opts=opts, cmd=command))
+    result = CliRunner().invoke(main, ["compare", "--epochs", "4,8", "--aa-points", "frontier"])
+    assert result.exit_code == 0, result.output
+    assert seen["opts"].epochs == (4, 8) and seen["opts"].sweep
+    assert "--epochs 4,8 --aa-points frontier" in seen["cmd"]
+    assert CompareOptions(epochs=8).check().epochs == (8,)  # one budget, as the API took it
+    with pytest.raises(OptionError, match="epochs.*given twice"):
+        CompareOptions(epochs=(4, 4)).check()
+    with pytest.raises(OptionError, match="aa_points"):
+        CompareOptions(aa_points="some").check()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from aft_fast.compare.sweep import robust
 from aft_fast.fast_path import NOT_RECORDED
 from aft_fast.io import atomic_write, write_json, write_text
 
@@ -259,7 +260,7 @@ def plot(doc: dict, path) -> None:
         for i, a in enumerate(agg):
             rows = [r for r in doc["rows"] if r["key"] == a["key"]]
             xs = [r[cost_key] for r in rows]
-            ys = [100 * r["autoattack_acc"] for r in rows]
+            ys = [100 * robust(r) for r in rows]
             line = ax.scatter(xs, ys, marker=markers[i % len(markers)], s=55, label=a["label"],
                               zorder=3)
             if a["parent"] in by_key:  # the same model with its parent's cost added
@@ -271,9 +272,10 @@ def plot(doc: dict, path) -> None:
         ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_ylim(0, min(100, 10 + max(100 * r["autoattack_acc"] for r in doc["rows"])))
+        ax.set_ylim(0, min(100, 10 + max(100 * robust(r) for r in doc["rows"])))
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{aa} accuracy (%)")
+        ax.set_ylabel(f"{aa} accuracy (%)" if all(r["autoattack_acc"] is not None for r in
+                      doc["rows"]) else f"{aa} where run, else PGD (%)")
         ax.grid(True, alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle(f"{opts['data']}, {opts['arch']}, ε = {opts['eps']:g}: robust accuracy vs "
