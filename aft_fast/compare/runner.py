@@ -44,6 +44,11 @@ def folder(opts: CompareOptions, kind: str, seed: int, budget: int) -> Path:
     return base / f"E{budget}" if opts.sweep else base
 
 
+def budget_of(opts: CompareOptions, budget: int) -> dict:
+    """A skipped row's budget, named in a sweep only (a single budget's entries as before)."""
+    return {"budget": budget} if opts.sweep else {}
+
+
 @dataclass
 class Evaluator:
     """What evaluating a row needs: the test split, the protocol, the device, the options."""
@@ -64,7 +69,7 @@ class Evaluator:
                                      device=self.device, say=self.say, autoattack=autoattack,
                                      only_cached=self.opts.report_only)
         if scores is None:
-            skipped.append({"key": key, "seed": seed, "budget": budget,
+            skipped.append({"key": key, "seed": seed, **budget_of(self.opts, budget),
                             "reason": "trained, evaluation not finished "
                                       f"({progress(state_path, self.p, len(self.y))})"})
             return None
@@ -128,7 +133,8 @@ def trained_rows(recipes: list[Recipe], seed: int, budget: int, opts: CompareOpt
             reason = f"training not finished ({len(_read_rows(run_dir))} of {r.epochs} epochs)"
             if (run_dir / DONE).is_file():
                 reason = "trained with other settings than this command's (run it to retrain)"
-            skipped.append({"key": r.key, "seed": seed, "budget": budget, "reason": reason})
+            skipped.append({"key": r.key, "seed": seed, **budget_of(opts, budget),
+                            "reason": reason})
             continue
         ckpts[r.key] = trained["checkpoint"]
         row = {"seed": seed, "budget": budget, "key": r.key, "label": r.label, "parent": r.parent,
