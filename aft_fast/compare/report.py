@@ -227,14 +227,6 @@ PGD used indices 0..{n_eval - 1}, AutoAttack 0..{n_aa - 1}. SHA-256 of the label
 
 def write(doc: dict, dest) -> None:
     dest = Path(dest)
-    if is_sweep(doc):  # one table per budget, the paper's setting, the Pareto plot
-        from aft_fast.compare import sweep_report
-
-        doc = {**doc, "summary": sweep_report.summary(doc["rows"])}
-        write_json(doc, dest / "table.json")
-        write_text(sweep_report.markdown(doc), dest / "table.md")
-        sweep_report.plot(doc, dest / plot_name(doc))
-        return
     doc = {**doc, "summary": aggregate(doc["rows"])}
     write_json(doc, dest / "table.json")
     write_text(markdown(doc), dest / "table.md")

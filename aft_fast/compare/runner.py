@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aft_fast.compare import report, sweep
+from aft_fast.compare import report, sweep, sweep_report
 from aft_fast.compare.cost import row_passes
 from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
@@ -150,7 +150,8 @@ def trained_rows(recipes: list[Recipe], seed: int, budget: int, opts: CompareOpt
 def _write(doc: dict, dest: Path) -> None:
     doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     doc["load_average"] = load_average()  # shared machines
-    report.write(doc, dest)
+    # a sweep: one table per budget, the paper's setting, the Pareto plot
+    (sweep_report if report.is_sweep(doc) else report).write(doc, dest)
 
 
 def _read_rows(run_dir: Path) -> list[dict]:
