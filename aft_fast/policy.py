@@ -49,6 +49,11 @@ EXIT_SIGNAL_BASE = 128
 AUTOATTACK_REFERENCE = {"steps": 100, "queries": 5000, "targets": 9}
 
 
+# compare --aa-points: which points of a budget sweep AutoAttack evaluates (each method's best
+# point, plus the Pareto frontier's; always the paper's setting rows), every point, or none.
+AA_POINTS = ("all", "frontier", "best", "none")
+
+
 def is_autoattack_reference(**settings: int) -> bool:
     """Whether these settings (any of steps, queries, targets) are standard AutoAttack's; a report
     of other settings must say they are reduced."""

@@ -12,6 +12,7 @@ from aft_fast.commands.common import (FAST_PATH_FLAGS, FAST_PATH_HELP, FAST_PATH
                                       reports_library_errors, show_fraction)
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.recipes import ROW_NAMES
+from aft_fast.policy import AA_POINTS
 
 HELP = {
     "data": "mnist5k, fashion-mnist, synthetic or an ImageNet-style folder.",
@@ -22,7 +23,10 @@ HELP = {
     "seeds": "Seeds, comma- or space-separated: '0,1' trains and evaluates every row per seed.",
     "methods": f"Rows, comma-separated, from {','.join(ROW_NAMES)}, or your own method's "
                "import path package.module:Class (see docs/METHODS.md).",
-    "epochs": "Budget E: epochs of data of every from-scratch method (Free AT: E/m epochs × m).",
+    "epochs": "Budget E: epochs of data of every from-scratch method (Free AT: E/m epochs × m). "
+              "A list, e.g. 4,8,16,32, is a budget sweep: every row at each budget, fine-tuning "
+              "methods also at their paper's length (aft@10), the longest budget's from-scratch "
+              "rows also at their last epoch, a Pareto plot (pareto.png).",
     "aft_epochs": "Fine-tuning epochs of every row with a parent (AFT, TRADES-FT, RiFT; default "
                   "round(E/8), the AFT paper's cost ratio).",
     "train_steps": "k of the PGD-k training attacks (PGD AT, AFT, TRADES).",
@@ -43,6 +47,11 @@ HELP = {
     "aa_images": "AutoAttack on the first N of the PGD-evaluated images (default: all of them); "
                  "its AA ≤ PGD check compares the same images.",
     "mask_images": "Masking check's ε sweep: the first N of the evaluated images.",
+    "aa_points": "Which points AutoAttack evaluates: all; best (each row's best budget by PGD); "
+                 "frontier (those and the Pareto frontier's); none. best and frontier also "
+                 "take the longest budget's paper-setting rows.",
+    "test_each_epoch": "Every training row also measures the test split each epoch (train "
+                       "--test-each-epoch: the held-out curves of `aft-fast analyze curves`).",
     "eval_batch_size": "Evaluation batch size.",
     "train_only": "Train every row and stop; the same command without it evaluates them later "
                   "(finished runs are reused).",
@@ -79,15 +88,16 @@ class Listing(click.ParamType):
 @config_option
 @options_from_dataclass(CompareOptions, help={**HELP, **FAST_PATH_HELP},
                         types={"eps": FRACTION, "seeds": Listing(int), "methods": Listing(str),
+                               "epochs": Listing(int), "aa_points": click.Choice(AA_POINTS),
                                **FAST_PATH_TYPES}, flag_values=FAST_PATH_FLAGS)
 @reports_library_errors
 def compare_command(**kwargs):
     """Train and evaluate every method the same way; write the paper's Table 1 and a cost plot."""
     from aft_fast.compare.runner import compare
 
-    for name in ("seeds", "methods"):  # defaults arrive as their text form
-        if isinstance(kwargs[name], str):
-            kwargs[name] = Listing(int if name == "seeds" else str).convert(kwargs[name], None, None)
+    for name, item in (("seeds", int), ("methods", str), ("epochs", int)):
+        if isinstance(kwargs[name], str):  # defaults arrive as their text form
+            kwargs[name] = Listing(item).convert(kwargs[name], None, None)
     compare(CompareOptions(**kwargs), command=_command_line(click.get_current_context()))
 
 

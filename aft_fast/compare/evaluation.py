@@ -95,9 +95,11 @@ def _save_state(state: dict, state_path: Path) -> None:
 
 
 def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
-                        say=lambda s: None, only_cached: bool = False) -> dict | None:
+                        say=lambda s: None, only_cached: bool = False,
+                        autoattack: bool = True) -> dict | None:
     """The row's evaluation figures (see `summary`), cached stage by stage in `state_path`.
-    `only_cached`: compute nothing; None unless every stage is cached."""
+    `only_cached`: compute nothing; None unless every stage is cached. `autoattack=False`: every
+    stage but AutoAttack (a sweep runs it on the points that matter only, `--aa-points`)."""
     from aft_fast import load_checkpoint
     from aft_fast.models.weights import read_checkpoint
     from aft_fast.train.checkpoint import weights_digest
@@ -105,8 +107,10 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     state_path = Path(state_path)
     weights_sha = weights_digest(read_checkpoint(path))  # never taken from the cache itself
     state = _load_state(state_path, file_digest(path), weights_sha, len(y), say)
+    needed = [k for k in STAGES if autoattack or k != "autoattack"]
+
     def complete():
-        return all(_finished(state["stages"], k, p, len(y)) for k in STAGES)
+        return all(_finished(state["stages"], k, p, len(y)) for k in needed)
 
     if not complete() and _adopt_twin(state, state_path, p, len(y)):
         say(f"    same weights as {state['shared_with']}: its evaluation is shared")
@@ -115,7 +119,7 @@ def evaluate_checkpoint(path, x, y, p: Protocol, state_path, *, device="cpu",
     if not only_cached:
         _save_state(state, state_path)  # so a twin row finds it
     model = for_evaluation(load_checkpoint(path, device).eval())
-    scores = evaluate_model(model, x, y, p, state=state,
+    scores = evaluate_model(model, x, y, p, state=state, autoattack=autoattack,
                             save=lambda: _save_state(state, state_path), say=say)
     return {**scores, "shared_with": state.get("shared_with")}
 
@@ -167,7 +171,7 @@ def progress(state_path, p: Protocol, n_test: int) -> str:
 
 
 def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=lambda: None,
-                   say=lambda s: None) -> dict:
+                   say=lambda s: None, autoattack: bool = True) -> dict:
     """Clean accuracy on all of (x, y); weak PGD, PGD with restarts, AutoAttack and the ε sweep
     on the first `p.images`; the masking checks. `state` holds finished stages (resumed from)."""
     state = {} if state is None else state
@@ -194,7 +198,8 @@ def evaluate_model(model, x, y, p: Protocol, *, state: dict | None = None, save=
     strong = stage("pgd", lambda: {"history": pgd_survivors(
         model, xs, ys, alive, eps=p.eps, steps=p.pgd_steps, restarts=p.pgd_restarts, **common)})
     na = aa_image_count(p, len(y))
-    aa = _autoattack(model, xs[:na], ys[:na], alive[:na], p, stages, save, say)
+    aa = _autoattack(model, xs[:na], ys[:na], alive[:na], p, stages, save, say) if autoattack \
+        else None
 
     def sweep():
         m = min(p.mask_images, n)
@@ -246,17 +251,19 @@ def _autoattack(model, xs, ys, alive, p: Protocol, stages, save, say) -> dict:
 def summary(p, n, n_test, clean, weak, strong, aa, sw) -> dict:
     hist = strong["history"]
     pgd_accs = [_mean(h) for h in hist]
-    na = len(aa["alive"])  # AutoAttack's images: the first na of the n
-    worst = hist[-1][:na] & aa["alive"]
+    if aa is None:  # not run (a sweep's point outside --aa-points): PGD is the worst case
+        aa = {"alive": None, "counts": None, "seconds": 0.0}
+    na = 0 if aa["alive"] is None else len(aa["alive"])  # AutoAttack's: the first na of the n
+    worst = hist[-1] if aa["alive"] is None else hist[-1][:na] & aa["alive"]
     out = {
         "clean_acc": _mean(clean["correct"]), "clean_n": n_test,
         "clean_acc_attacked_subset": _mean(clean["correct"][:n]),
         "n": n,
         f"pgd{p.weak_steps}_acc": _mean(weak["alive"]),
         "pgd_acc": pgd_accs[-1], "pgd_acc_per_restart": pgd_accs,
-        "autoattack_acc": _mean(aa["alive"]), "autoattack_n": na,
-        "autoattack_candidates": int(clean["correct"][:na].sum()),
-        "pgd_acc_autoattack_images": _mean(hist[-1][:na]),
+        "autoattack_acc": None if aa["alive"] is None else _mean(aa["alive"]),
+        "autoattack_n": na, "autoattack_candidates": int(clean["correct"][:na].sum()),
+        "pgd_acc_autoattack_images": _mean(hist[-1][:na]) if na else None,
         "autoattack_fooled_by_part": aa["counts"],
         "worst_case_acc": _mean(worst),
         "eps_sweep": [{"eps": e, "acc": a} for e, a in sw["accs"]], "eps_sweep_n": sw["n"],

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aft_fast.compare.recipes import ROW_NAMES, row_class
 from aft_fast.errors import check, check_at_least, check_choice, check_pixels
 from aft_fast.fast_path import AMP_SETTINGS, CHANNELS_LAST_SETTINGS, channels_last_setting
-from aft_fast.policy import AUTOATTACK_REFERENCE, COMPARE_EMA_DECAY
+from aft_fast.policy import AA_POINTS, AUTOATTACK_REFERENCE, COMPARE_EMA_DECAY
 
 
 @dataclass
@@ -20,7 +20,7 @@ class CompareOptions:
     seeds: tuple = (0,)
     methods: tuple = ROW_NAMES  # built-in rows and RiFT, or a method's import path
     # budget (see aft_fast.compare.recipes)
-    epochs: int = 8  # E: epochs of data of every from-scratch method
+    epochs: tuple = (8,)  # E: epochs of data of every from-scratch method; several: a sweep
     aft_epochs: int | None = None  # A: AFT's (and RiFT's) fine-tuning epochs; None: round(E/8)
     train_steps: int = 7  # k of PGD AT's and AFT's PGD-k training examples
     replays: int | None = None  # Free AT's m; None: 4 for the small CNN, 8 otherwise
@@ -42,12 +42,28 @@ class CompareOptions:
     aa_targets: int = AUTOATTACK_REFERENCE["targets"]
     aa_images: int | None = None  # AutoAttack on the first N of the evaluated images (None: all)
     mask_images: int = 500
+    aa_points: str = "all"  # a sweep's points that AutoAttack evaluates (policy.AA_POINTS)
+    test_each_epoch: bool = False  # the training rows' per-epoch test columns (reported only)
     eval_batch_size: int = 500
     train_only: bool = False  # train every row, evaluate nothing (evaluate later, elsewhere)
     report_only: bool = False  # write the table from the finished rows; train/evaluate nothing
     quiet: bool = False
 
+    @property
+    def sweep(self) -> bool:
+        """Several budgets: rows per budget, the paper-length fine-tunes, a Pareto plot."""
+        return len(self.epochs) > 1
+
     def check(self) -> "CompareOptions":
+        if isinstance(self.epochs, int):  # one budget, as the API took it before sweeps
+            self.epochs = (self.epochs,)
+        self.epochs = tuple(self.epochs)
+        check(len(self.epochs) >= 1, "epochs", "give at least one budget, e.g. 8 or 4,8,16,32")
+        check(len(set(self.epochs)) == len(self.epochs), "epochs",
+              f"a budget is given twice: {','.join(map(str, self.epochs))}")
+        for e in self.epochs:
+            check_at_least("epochs", e, 1)
+        check_choice("aa_points", self.aa_points, AA_POINTS)
         self.channels_last = channels_last_setting(self.channels_last)
         check_choice("amp", self.amp, AMP_SETTINGS)
         check_choice("channels_last", self.channels_last, CHANNELS_LAST_SETTINGS)
@@ -62,7 +78,7 @@ class CompareOptions:
         for c in rows:
             check(not c.parent or c.parent in keys, "methods",
                   f"{c.name} starts from the {c.parent} model: include {c.parent}")
-        for name in ("epochs", "train_steps", "batch_size", "pgd_steps", "pgd_restarts",
+        for name in ("train_steps", "batch_size", "pgd_steps", "pgd_restarts",
                      "aa_steps", "aa_queries", "aa_targets", "mask_images", "eval_batch_size",
                      "aft_epochs", "replays", "eval_images", "val_images", "train_images",
                      "aa_images"):

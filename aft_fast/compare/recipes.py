@@ -64,16 +64,29 @@ def make_row_method(r: Recipe) -> Method:
 
 def plan(*, arch: str, eps: float, epochs: int, train_steps: int, replays: int | None,
          aft_epochs: int | None, methods=ROW_NAMES, warmup_fraction: float = 0.25,
-         ema_decay: float = COMPARE_EMA_DECAY) -> list[Recipe]:
-    """The recipes of `methods` in an order where every parent comes first."""
+         ema_decay: float = COMPARE_EMA_DECAY, paper_length: bool = False) -> list[Recipe]:
+    """The recipes of `methods` in an order where every parent comes first. `paper_length` (a
+    budget sweep): each fine-tuning method with `paper_epochs` also gets a row of that length
+    from the same parent, keyed "name@N", after its rule's row."""
     b = Budget(epochs=epochs, family="small" if arch == "small_cnn" else "cifar", eps=eps,
                train_steps=train_steps, replays=replays, fine_tune_epochs=aft_epochs,
                warmup_fraction=warmup_fraction, ema_decay=ema_decay)
+    out = []
+    for r in _plan(b, methods):
+        out.append(r)
+        n = row_class(r.method).paper_epochs
+        if paper_length and n and n != r.epochs:
+            long = _plan(replace(b, fine_tune_epochs=n), (r.method,), check_parents=False)[0]
+            out.append(replace(long, key=f"{r.key}@{n}", label=f"{r.label}, {n} epochs"))
+    return out
+
+
+def _plan(b: Budget, methods, check_parents: bool = True) -> list[Recipe]:
     classes = {name: row_class(name) for name in methods}
     keys = {cls.name for cls in classes.values()}
     out = []
     for name, cls in sorted(classes.items(), key=lambda kv: _depth(kv[1], classes)):
-        if cls.parent and cls.parent not in keys:
+        if check_parents and cls.parent and cls.parent not in keys:
             raise OptionError("methods", f"{cls.name} starts from the {cls.parent} model: "
                               f"include {cls.parent} in the methods")
         train = cls.compare_train(b)

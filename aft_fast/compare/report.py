@@ -6,10 +6,26 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from aft_fast.compare.sweep import robust
 from aft_fast.fast_path import NOT_RECORDED
 from aft_fast.io import atomic_write, write_json, write_text
 
 METRICS = ("clean_acc", "pgd_acc", "autoattack_acc", "worst_case_acc")
+NOT_RUN = "–"  # a figure not computed (AutoAttack outside a sweep's --aa-points)
+
+
+def percent(value: float | None) -> str:
+    return NOT_RUN if value is None else f"{100 * value:.2f}"
+
+
+def is_sweep(doc: dict) -> bool:
+    """Whether `doc` is a budget sweep (several budgets; a single one may be written as an int)."""
+    epochs = doc["options"]["epochs"]
+    return isinstance(epochs, (list, tuple)) and len(epochs) > 1
+
+
+def plot_name(doc: dict) -> str:
+    return "pareto.png" if is_sweep(doc) else "robust_vs_cost.png"
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -28,13 +44,16 @@ def aggregate(rows: list[dict]) -> list[dict]:
                "trained_under": sorted({r.get("trained_under", NOT_RECORDED) for r in rs})}
         for m in METRICS:
             vals = [r[m] for r in rs]
-            agg[m] = {"mean": statistics.fmean(vals),
-                      "sd": statistics.stdev(vals) if len(vals) > 1 else None, "values": vals}
+            agg[m] = None if None in vals else {  # None: not run (a sweep's --aa-points)
+                "mean": statistics.fmean(vals),
+                "sd": statistics.stdev(vals) if len(vals) > 1 else None, "values": vals}
         out.append(agg)
     return out
 
 
-def _pct(stat: dict) -> str:
+def _pct(stat: dict | None) -> str:
+    if stat is None:
+        return NOT_RUN
     s = f"{100 * stat['mean']:.2f}"
     return s + (f" ± {100 * stat['sd']:.2f}" if stat["sd"] is not None else "")
 
@@ -126,9 +145,9 @@ def markdown(doc: dict) -> str:
                            ("falls_to_zero", "stronger_never_higher", "autoattack_le_pgd") if c in m)
         per_seed.append(f"| {r['label']} | {r['seed']} | {100 * r['clean_acc']:.2f} | "
                         f"{100 * r['pgd_acc']:.2f} | "
-                        f"{100 * r.get('pgd_acc_autoattack_images', r['pgd_acc']):.2f} | "
-                        f"{100 * r['autoattack_acc']:.2f} | "
-                        f"{100 * r['worst_case_acc']:.2f} | {flags} | "
+                        f"{percent(r.get('pgd_acc_autoattack_images', r['pgd_acc']))} | "
+                        f"{percent(r['autoattack_acc'])} | "
+                        f"{percent(r['worst_case_acc'])} | {flags} | "
                         f"{_passes(r['passes_per_image'])} | "
                         f"{r['train_seconds']:.0f} |")
     labels = {r["key"]: r["label"] for r in doc["rows"]}
@@ -180,18 +199,28 @@ robust under PGD and AutoAttack.
 
 ## Budget rule and recipes
 Training data: {opts['data']} training split{f", its fixed first-{opts['train_images']} subset (TrainOptions.train_images)" if opts.get('train_images') else ""}.
-Every from-scratch method sees the training data E = {opts['epochs']} times (Free AT: E/m epochs
+Every from-scratch method sees the training data E = {_one_budget(opts)} times (Free AT: E/m epochs
 × m replays, rounded half up, ≥ 1); AFT fine-tunes the Natural model for A epochs (default
 round(E/8), ≥ 1: the paper's claim is AFT at 1/8-1/10 of PGD AT's cost), RiFT the PGD AT model
 for A epochs; their parents' cost is shown separately. Model selection: each run's best.pt,
 chosen on the validation split (robust accuracy; clean for Natural), never on test.
 {recipes}{skipped}
 
-## Test split (for an independent evaluation)
+{test_split_section(doc, n_eval, n_aa, "seed<S>/<method>")}"""
+
+
+def _one_budget(opts: dict) -> int:
+    e = opts["epochs"]
+    return e[0] if isinstance(e, (list, tuple)) else e
+
+
+def test_split_section(doc: dict, n_eval: int, n_aa: int, run_path: str) -> str:
+    split, out = doc["test_split"], doc["options"]["out"]
+    return f"""## Test split (for an independent evaluation)
 `{split['data']}`, split `{split['split']}`, {split['count']} images; order: {split['order']}.
 PGD used indices 0..{n_eval - 1}, AutoAttack 0..{n_aa - 1}. SHA-256 of the labels tensor (int64):
 `{split['labels_sha256']}`; of the images tensor (float32 in [0, 1], N×C×H×W):
-`{split['images_sha256']}`. Checkpoints: `{opts['out']}/runs/seed<S>/<method>/best.pt`
+`{split['images_sha256']}`. Checkpoints: `{out}/runs/{run_path}/best.pt`
 (`rift.pt` for RiFT); load with `aft_fast.load_checkpoint(path)`.
 """
 
@@ -201,7 +230,7 @@ def write(doc: dict, dest) -> None:
     doc = {**doc, "summary": aggregate(doc["rows"])}
     write_json(doc, dest / "table.json")
     write_text(markdown(doc), dest / "table.md")
-    plot(doc, dest / "robust_vs_cost.png")
+    plot(doc, dest / plot_name(doc))
 
 
 def plot(doc: dict, path) -> None:
@@ -223,7 +252,7 @@ def plot(doc: dict, path) -> None:
         for i, a in enumerate(agg):
             rows = [r for r in doc["rows"] if r["key"] == a["key"]]
             xs = [r[cost_key] for r in rows]
-            ys = [100 * r["autoattack_acc"] for r in rows]
+            ys = [100 * robust(r) for r in rows]
             line = ax.scatter(xs, ys, marker=markers[i % len(markers)], s=55, label=a["label"],
                               zorder=3)
             if a["parent"] in by_key:  # the same model with its parent's cost added
@@ -235,9 +264,10 @@ def plot(doc: dict, path) -> None:
         ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_ylim(0, min(100, 10 + max(100 * r["autoattack_acc"] for r in doc["rows"])))
+        ax.set_ylim(0, min(100, 10 + max(100 * robust(r) for r in doc["rows"])))
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{aa} accuracy (%)")
+        ax.set_ylabel(f"{aa} accuracy (%)" if all(r["autoattack_acc"] is not None for r in
+                      doc["rows"]) else f"{aa} where run, else PGD (%)")
         ax.grid(True, alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle(f"{opts['data']}, {opts['arch']}, ε = {opts['eps']:g}: robust accuracy vs "

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aft_fast.compare import report
+from aft_fast.compare import report, sweep, sweep_report
 from aft_fast.compare.cost import row_passes
 from aft_fast.compare.evaluation import evaluate_checkpoint, progress
 from aft_fast.compare.options import CompareOptions
@@ -30,74 +30,129 @@ def protocol_of(opts: CompareOptions) -> Protocol:
                     aa_images=opts.aa_images, mask_images=opts.mask_images, batch_size=opts.eval_batch_size)
 
 
-def recipes_of(opts: CompareOptions) -> list[Recipe]:
-    return plan(arch=opts.arch, eps=opts.eps, epochs=opts.epochs, train_steps=opts.train_steps,
+def recipes_of(opts: CompareOptions, epochs: int) -> list[Recipe]:
+    """The rows at budget `epochs` (in a sweep with the paper-length fine-tunes too)."""
+    return plan(arch=opts.arch, eps=opts.eps, epochs=epochs, train_steps=opts.train_steps,
                 replays=opts.replays, aft_epochs=opts.aft_epochs, methods=opts.methods,
-                warmup_fraction=opts.warmup_fraction, ema_decay=opts.ema_decay)
+                warmup_fraction=opts.warmup_fraction, ema_decay=opts.ema_decay,
+                paper_length=opts.sweep)
+
+
+def folder(opts: CompareOptions, kind: str, seed: int, budget: int) -> Path:
+    """`runs/` or `evals/` of one seed and, in a sweep, one budget (seedS/E{budget}): a single
+    budget keeps the layout it always had."""
+    base = Path(opts.out) / kind / f"seed{seed}"
+    return base / f"E{budget}" if opts.sweep else base
+
+
+def budget_of(opts: CompareOptions, budget: int) -> dict:
+    """A skipped row's budget, named in a sweep only (a single budget's entries as before)."""
+    return {"budget": budget} if opts.sweep else {}
+
+
+@dataclass
+class Evaluator:
+    """What evaluating a row needs: the test split, the protocol, the device, the options."""
+    opts: CompareOptions
+    p: Protocol
+    x: object
+    y: object
+    device: object
+    say: object
+
+    def __call__(self, row: dict, skipped: list, *, autoattack: bool) -> dict | None:
+        """`row` with its evaluation figures, or None (listed in `skipped`: not finished)."""
+        seed, budget, key = row["seed"], row["budget"], row["key"]
+        if not self.opts.report_only:
+            self.say(f"[seed {seed}] {row['label']}: evaluating {row['checkpoint']}")
+        state_path = folder(self.opts, "evals", seed, budget) / f"{key}.pt"
+        scores = evaluate_checkpoint(row["checkpoint"], self.x, self.y, self.p, state_path,
+                                     device=self.device, say=self.say, autoattack=autoattack,
+                                     only_cached=self.opts.report_only)
+        if scores is None:
+            skipped.append({"key": key, "seed": seed, **budget_of(self.opts, budget),
+                            "reason": "trained, evaluation not finished "
+                                      f"({progress(state_path, self.p, len(self.y))})"})
+            return None
+        aa = "-" if scores["autoattack_acc"] is None else f"{scores['autoattack_acc']:.4f}"
+        self.say(f"[seed {seed}] {row['label']}: clean {scores['clean_acc']:.4f} PGD "
+                 f"{scores['pgd_acc']:.4f} AA {aa} masking "
+                 f"{'pass' if scores['masking']['all'] else 'FAIL'}")
+        return {**row, **scores}
 
 
 def compare(opts: CompareOptions, command: str | None = None) -> dict:
     opts.check()
-    out = Path(opts.out)
     say = (lambda s: None) if opts.quiet else (lambda s: print(s, flush=True))
     device = pick_device(opts.device)
-    recipes = recipes_of(opts)
+    recipes = {budget: recipes_of(opts, budget) for budget in opts.epochs}
     p = protocol_of(opts)
     x, y, split = test_set(opts.data)
+    evaluate = Evaluator(opts, p, x, y, device, say)
     train_size = opts.train_images or split["train_split_images"]
-    skipped = []
     doc = {"command": command or "aft-fast compare " + " ".join(sys.argv[1:]),
            "options": asdict(opts), "protocol": p.settings(),
            "reference_autoattack": p.reference_autoattack, "test_split": split,
-           "recipes": [asdict(r) for r in recipes], "skipped": skipped, "rows": [],
-           "environment": environment(device)}
-    dest = Path(opts.report or out)
-    results = doc["rows"]
+           "recipes": [{**asdict(r), "budget": b} for b, rs in recipes.items() for r in rs],
+           "skipped": [], "rows": [], "environment": environment(device)}
+    dest = Path(opts.report or opts.out)
+    results, skipped = doc["rows"], doc["skipped"]
+    aa_everywhere = opts.aa_points == "all"
     for seed in opts.seeds:
-        ckpts = {}
-        for r in recipes:
-            run_dir = out / "runs" / f"seed{seed}" / r.key
-            parent = ckpts.get(r.parent)
-            if not opts.report_only:
-                say(f"[seed {seed}] {r.label}: training ({r.epochs} epochs)")
-            trained = train_row(r, seed, run_dir, parent, opts)
-            if trained is None:  # --report-only: the run has not finished
-                reason = (f"training not finished ({len(_read_rows(run_dir))} of {r.epochs} "
-                          "epochs)")
-                if (run_dir / DONE).is_file():
-                    reason = "trained with other settings than this command's (run it to retrain)"
-                doc["skipped"].append({"key": r.key, "seed": seed, "reason": reason})
-                continue
-            ckpts[r.key] = trained["checkpoint"]
-            trained = {**trained, "passes_per_image": row_passes(r, run_dir, trained["epochs_run"],
-                                                                 train_size)}
-            if opts.train_only:
-                continue
-            if not opts.report_only:
-                say(f"[seed {seed}] {r.label}: evaluating {trained['checkpoint']}")
-            state_path = out / "evals" / f"seed{seed}" / f"{r.key}.pt"
-            scores = evaluate_checkpoint(trained["checkpoint"], x, y, p, state_path,
-                                         device=device, say=say, only_cached=opts.report_only)
-            if scores is None:
-                doc["skipped"].append({"key": r.key, "seed": seed, "reason": "trained, evaluation "
-                                       f"not finished ({progress(state_path, p, len(y))})"})
-                continue
-            results.append({"seed": seed, "key": r.key, "label": r.label, "parent": r.parent,
-                            **trained, **scores})
-            say(f"[seed {seed}] {r.label}: clean {scores['clean_acc']:.4f} PGD "
-                f"{scores['pgd_acc']:.4f} AA {scores['autoattack_acc']:.4f} masking "
-                f"{'pass' if scores['masking']['all'] else 'FAIL'}")
-            _write(doc, dest)  # after every row: a partial table if the run is cut short
+        for budget in opts.epochs:
+            for row in trained_rows(recipes[budget], seed, budget, opts, train_size, say, skipped):
+                if opts.train_only:
+                    continue
+                row = evaluate(row, skipped, autoattack=aa_everywhere)
+                if row is not None:
+                    results.append(row)
+                    _write(doc, dest)  # after every row: a partial table if the run is cut short
+    chosen = None if opts.train_only else sweep.autoattack_points(results, opts.aa_points)
+    for i, row in enumerate(results):  # AutoAttack on the points that matter (chosen on PGD)
+        if chosen is not None and (row["budget"], row["key"]) in chosen:
+            results[i] = evaluate(row, skipped, autoattack=True) or row
+            _write(doc, dest)
     if results:
         _write(doc, dest)
-        say(f"wrote {dest / 'table.md'}, table.json, robust_vs_cost.png")
+        say(f"wrote {dest / 'table.md'}, table.json, {report.plot_name(doc)}")
     return doc
+
+
+def trained_rows(recipes: list[Recipe], seed: int, budget: int, opts: CompareOptions,
+                 train_size: int, say, skipped: list):
+    """Train (or reuse) each row of one seed and budget, parents first; yield each trained row
+    (no figures yet). At a sweep's longest budget each from-scratch row is yielded twice: at its
+    best epoch on val (best.pt) and at its last (last.pt, key "name@last")."""
+    runs, ckpts = folder(opts, "runs", seed, budget), {}
+    longest = opts.sweep and budget == max(opts.epochs)
+    for r in recipes:
+        run_dir = runs / r.key
+        if not opts.report_only:
+            say(f"[seed {seed}] {r.label}: training ({r.epochs} epochs)")
+        trained = train_row(r, seed, run_dir, ckpts.get(r.parent), opts)
+        if trained is None:  # --report-only: the run has not finished
+            reason = f"training not finished ({len(_read_rows(run_dir))} of {r.epochs} epochs)"
+            if (run_dir / DONE).is_file():
+                reason = "trained with other settings than this command's (run it to retrain)"
+            skipped.append({"key": r.key, "seed": seed, **budget_of(opts, budget),
+                            "reason": reason})
+            continue
+        ckpts[r.key] = trained["checkpoint"]
+        row = {"seed": seed, "budget": budget, "key": r.key, "label": r.label, "parent": r.parent,
+               "paper_length": bool(r.parent) and row_class(r.method).paper_epochs == r.epochs,
+               **trained, "checkpoint_kind": "best",
+               "passes_per_image": row_passes(r, run_dir, trained["epochs_run"], train_size)}
+        yield row
+        if longest and r.parent is None and (run_dir / "last.pt").is_file():
+            yield {**row, "key": r.key + sweep.LAST, "label": f"{r.label} (last epoch)",
+                   "checkpoint": str(run_dir / "last.pt"), "checkpoint_kind": "last"}
 
 
 def _write(doc: dict, dest: Path) -> None:
     doc["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     doc["load_average"] = load_average()  # shared machines
-    report.write(doc, dest)
+    # a sweep: one table per budget, the paper's setting, the Pareto plot
+    (sweep_report if report.is_sweep(doc) else report).write(doc, dest)
 
 
 def _read_rows(run_dir: Path) -> list[dict]:
@@ -115,6 +170,8 @@ def row_settings(r: Recipe, seed: int, parent: str | None, opts) -> dict:
                                       "train_images": opts.train_images,
                                       "val_images": opts.val_images,
                                       **train_fast_path(opts)}, default=str))
+    if opts.test_each_epoch:  # recorded only when on: rows trained before it was one match
+        settings["test_each_epoch"] = True
     if r.train.get("co_guard"):  # a changed rule retrains the row
         settings["co_guard_rule"] = GUARD_DESCRIPTION
     return settings
@@ -149,7 +206,8 @@ def train_row(r: Recipe, seed: int, run_dir: Path, parent: str | None, opts) -> 
         topts = TrainOptions(**r.train, **extra, data=opts.data, arch=opts.arch, seed=seed,
                              out=str(run_dir), batch_size=opts.batch_size, device=opts.device,
                              weights=parent, resume=resume, overwrite=not resume, quiet=True,
-                             log_every=10**9, **train_fast_path(opts))
+                             log_every=10**9, test_each_epoch=opts.test_each_epoch,
+                             **train_fast_path(opts))
         train(topts)
         rows = _read_rows(run_dir)
         info = {"checkpoint": str(run_dir / "best.pt"), "epochs_run": len(rows),

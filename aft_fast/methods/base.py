@@ -93,6 +93,9 @@ class Method:
     trains = True  # `aft-fast train --method NAME` runs it (RiFT: a pipeline of its own)
     parent: str | None = None  # compare: the row whose model it starts from
     needs_weights = False  # fine-tunes a given model (refused without --weights)
+    # a fine-tuning method's length in its paper: compare's budget sweep adds a row at it
+    # (key "name@N"), next to the budget rule's round(E / 8); None: the rule's row only
+    paper_epochs: int | None = None
     optimizer, lr, schedule, epochs = "sgd", 0.1, "multistep", 10
     bn_mode = "eval"  # BatchNorm while its training attack runs, as in its reference code
     separate_attack = True  # perturb() is a pass of its own, worth timing

@@ -6,7 +6,9 @@ By default each epoch measures, of `val` and of the fixed `train_eval` subset ea
 accuracy only for natural runs (whose PGD accuracy is ~0 and costs many times their training):
 about a tenth of a training epoch or less (an image of PGD-10 evaluation costs about what an
 image of PGD-10 training does). `--eval-images N` sets the cap. `--eval-steps N` asks for PGD-N for any method, `--eval-steps 0` for
-clean accuracy only, `--eval-full` for the whole splits with PGD-`policy.EVAL_FULL_STEPS`.
+clean accuracy only, `--eval-full` for the whole splits with PGD-`policy.EVAL_FULL_STEPS`. `--test-each-epoch` also
+measures the test split the same way (the held-out curves of the AFT paper's Figure 1), from
+saved and restored random states, so that the training is the same with or without it.
 The run's log states the budget; the final model is evaluated in full by `aft-fast eval`.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from aft_fast.attacks import AttackConfig
 from aft_fast.evaluate import accuracy
+from aft_fast.train.checkpoint import rng_state, set_rng_state
 from aft_fast.policy import (EVAL_FULL_STEPS, EVAL_IMAGES, EVAL_MIN_IMAGES, EVAL_STEPS,
                              EVAL_TRAIN_SHARE, default_alpha)
 
@@ -26,6 +29,7 @@ class EvalBudget:
     images: int | None  # at most this many images per split (all ranks together); None: all
     max_batches: int | None = None  # a cap in batches (--eval-max-batches), on top of `images`
     world_size: int = 1  # the ranks share the images
+    test: bool = False  # also the test split (reported only: best.pt is chosen on val)
 
     def batches(self, loader) -> int | None:
         """The batches of `loader` (this rank's shard) that the budget allows."""
@@ -45,12 +49,13 @@ class EvalBudget:
             a = self.attack
             how = f"clean + PGD-{a.steps} (eps {a.eps:.4g}, alpha {a.alpha:.4g})"
         hint = "" if self.images is None else " (--eval-full: the whole splits)"
-        return f"per-epoch evaluation of val and train_eval: {size}; {how}{hint}"
+        splits = "val, train_eval and test (reported only)" if self.test else "val and train_eval"
+        return f"per-epoch evaluation of {splits}: {size}; {how}{hint}"
 
 
 def eval_budget(*, adversarial: bool, eps: float, steps: int | None, full: bool, images: int | None,
                 train_size: int | None = None, max_batches: int | None = None,
-                world_size: int = 1) -> EvalBudget:
+                world_size: int = 1, test: bool = False) -> EvalBudget:
     """The budget the options ask for (see the module docstring)."""
     if steps is None:
         steps = EVAL_FULL_STEPS if full else (EVAL_STEPS if adversarial else 0)
@@ -58,7 +63,7 @@ def eval_budget(*, adversarial: bool, eps: float, steps: int | None, full: bool,
     if images is None:
         share = int(EVAL_TRAIN_SHARE * train_size) if train_size else EVAL_IMAGES
         images = min(EVAL_IMAGES, max(EVAL_MIN_IMAGES, share))
-    return EvalBudget(attack, None if full else images, max_batches, world_size)
+    return EvalBudget(attack, None if full else images, max_batches, world_size, test)
 
 
 def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None, stop=None, *,
@@ -78,4 +83,12 @@ def evaluate_epoch(model, loaders, budget: EvalBudget, reduce=None, stop=None, *
         train = measure(loaders.train_eval)
         row = {"train_clean_acc": train["clean_acc"], "train_robust_acc": train["robust_acc"],
                **row, "eval_seconds": val["seconds"] + train["seconds"]}
+    if budget.test:  # PGD's random starts draw from the RNGs: put them back, training goes on alike
+        before = rng_state()
+        try:
+            test = measure(loaders.test)
+        finally:
+            set_rng_state(before)
+        row.update(test_clean_acc=test["clean_acc"], test_robust_acc=test["robust_acc"],
+                   eval_seconds=row["eval_seconds"] + test["seconds"])
     return row

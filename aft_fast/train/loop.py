@@ -35,6 +35,7 @@ ROW_KEYS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "train_
             "val_clean_acc", "val_robust_acc", "epoch_seconds", "images_per_second",
             "attack_ms_per_iter", "eval_seconds")
 EMA_KEYS = ("ema_val_clean_acc", "ema_val_robust_acc")  # the weight average's (--ema)
+TEST_KEYS = ("test_clean_acc", "test_robust_acc")  # --test-each-epoch: reported, never chosen on
 
 
 @dataclass
@@ -63,7 +64,7 @@ def fit(state: TrainState, loaders, run_dir: RunDir, cfg: LoopConfig, *,
         save(state, run_dir, cfg)  # from the first step on, the run dir holds a resumable state
     say(cfg.show, cfg.budget.describe())
     board = EpochBoard(run_dir.path, cfg.tensorboard and cfg.dist.is_main, state.rows)
-    keys = ROW_KEYS + (EMA_KEYS if state.ema else ())
+    keys = ROW_KEYS + (EMA_KEYS if state.ema else ()) + (TEST_KEYS if cfg.budget.test else ())
     with StopRequest() as stop, contextlib.closing(board):
         while state.epoch < cfg.epochs and not state.stopped:
             row = train_one_epoch(state, loaders.train, run_dir, cfg, stop)

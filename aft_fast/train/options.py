@@ -93,6 +93,10 @@ class _TrainOptions:
     eval_full: bool = option(
         False, "Evaluate the whole val split and train_eval subset each epoch (PGD-20 unless "
         "--eval-steps), instead of the budget.")
+    test_each_epoch: bool = option(
+        False, "Also evaluate the test split each epoch, within the same budget (test_clean_acc, "
+        "test_robust_acc in metrics.jsonl: held-out curves for `aft-fast analyze curves`); a "
+        "reported column only, never used to pick best.pt, and the training is unchanged.")
     amp: str = option("auto", AMP_HELP, choices=AMP_SETTINGS)
     bn_mode: str | None = option(
         None, "BatchNorm mode during the training attack: eval or train (default: the method's "

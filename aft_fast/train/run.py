@@ -105,7 +105,7 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
                          steps=opts.eval_steps,
                          full=opts.eval_full, images=opts.eval_images,
                          train_size=loaders.spec.train_size, max_batches=opts.eval_max_batches,
-                         world_size=dist.world_size)
+                         world_size=dist.world_size, test=opts.test_each_epoch)
     config["resolved"]["eval"] = budget.describe()
     run_dir.check_space(checkpoint_bytes(model, state.optimizer, ema=state.ema is not None))
     run_dir.start(config, state.schedule)

@@ -20,6 +20,7 @@ MAY_CHANGE = {
     "allow_scratch": "a permission, not a setting",
     "global_batch": "kept from the run's last.pt under any number of processes; a different "
                     "value is refused by `distributed.plan_batch`",
+    "test_each_epoch": "a reported column; the training and best.pt are the same",
     "out": "the run's folder itself", "resume": "", "overwrite": "",
 }
 
