@@ -28,6 +28,13 @@ from test_preemption import rows, same_weights, signal_at_step
 CPU = torch.device("cpu")
 
 
+def counter(counts: dict, key):
+    """A forward hook that counts its module's calls in counts[key]."""
+    def hook(*args):
+        counts[key] += 1
+    return hook
+
+
 def sgd_trainer(model, lr=0.05):
     return Trainer(model, torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), None, CPU)
 
@@ -68,7 +75,7 @@ def test_an_inner_step_runs_only_the_first_layer_and_descends_the_hamiltonian():
     calls = {name: 0 for name, _ in model.model.named_modules() if name}
     for name, m in model.model.named_modules():
         if name:
-            m.register_forward_hook(lambda m_, i, o, name=name: calls.__setitem__(name, calls[name] + 1))
+            m.register_forward_hook(counter(calls, name))
     x, _ = batch()
     x_adv = x.clone()
     p = torch.randn(16, 4, 8, 8)
@@ -87,16 +94,15 @@ def test_one_batch_m_full_passes_one_update_inside_the_ball():
     model = tiny_net()
     trainer = sgd_trainer(model)
     method = make_method("yopo", eps=0.1, yopo_m=3, yopo_n=2)
-    last, first, steps = [0], [0], [0]
-    model.model[5].register_forward_hook(lambda *a: last.__setitem__(0, last[0] + 1))
-    model.model[0].register_forward_hook(lambda *a: first.__setitem__(0, first[0] + 1))
-    real_step = trainer.optimizer.step
-    trainer.optimizer.step = lambda *a, **k: steps.__setitem__(0, steps[0] + 1) or real_step(*a, **k)
+    calls = {"first": 0, "last": 0, "optimizer": 0}
+    model.model[0].register_forward_hook(counter(calls, "first"))
+    model.model[5].register_forward_hook(counter(calls, "last"))
+    trainer.optimizer.register_step_pre_hook(counter(calls, "optimizer"))
     inputs = []
     model.register_forward_pre_hook(lambda m, i: inputs.append(i[0].detach().clone()))
     x, y = batch()
     stats = method.step(trainer, x, y, lambda f: None)
-    assert last[0] == 3 and first[0] == 3 + 2 * 2 and steps[0] == 1  # m, m + (m−1)·n, one step
+    assert calls == {"first": 3 + 2 * 2, "last": 3, "optimizer": 1}  # m + (m−1)·n, m, one step
     assert stats.n == 16 and torch.isfinite(stats.loss_sum)
     for x_in in inputs:
         assert (x_in - x).abs().max() <= 0.1 + 1e-6 and x_in.min() >= 0 and x_in.max() <= 1
@@ -145,7 +151,8 @@ def test_options_are_checked_and_refused_for_other_methods():
 def two_bright_classes(n, g):
     """Class 0 around 0.3, class 1 around 0.7 (noise ±0.15): robustly separable at ε = 0.1."""
     y = torch.randint(0, 2, (n,), generator=g)
-    x = 0.3 + 0.4 * y.float()[:, None, None, None] + 0.3 * (torch.rand(n, 1, 8, 8, generator=g) - 0.5)
+    noise = 0.3 * (torch.rand(n, 1, 8, 8, generator=g) - 0.5)
+    x = 0.3 + 0.4 * y.float()[:, None, None, None] + noise
     return x.clamp(0, 1), y
 
 

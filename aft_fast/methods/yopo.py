@@ -54,12 +54,12 @@ class YOPO(Method):
     separate_attack = False  # the perturbation is made inside the update's rounds
     bn_mode = "train"
     fixed_attack_steps, alpha_per_eps = 0, 0.25
-    lr = LR_TIMES_M["cifar"] / DEFAULT_M
+    lr = LR_TIMES_M["cifar"] / DEFAULT_M  # --lr applies to the m rounds' summed gradient
     options = (
         MethodOption("yopo_m", int, DEFAULT_M, "YOPO: rounds per batch (m): full forward/backward "
                      "passes whose parameter gradients are summed into one weight update.", low=1),
-        MethodOption("yopo_n", int, DEFAULT_N, "YOPO: first-layer steps on the perturbation after each "
-                     "round (n).", low=1),
+        MethodOption("yopo_n", int, DEFAULT_N, "YOPO: first-layer steps on the perturbation "
+                     "after each round (n).", low=1),
         MethodOption("first_layer", str, None, "YOPO: the first layer, a submodule's dotted name "
                      "in the network (e.g. conv1; default: its first Conv2d or Linear)."))
     recipes = {family: dict(optimizer="sgd", lr=lr_m / DEFAULT_M, schedule="multistep",

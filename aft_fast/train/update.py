@@ -99,10 +99,9 @@ class Trainer:
             with section("update backward"):
                 self.scaler.scale(value).backward()
             losses.append(value.detach())
-            u = Update(losses[-1], logits.detach(), x.grad if input_grad else None,
-                       ~torch.isfinite(losses[-1]))
             if r + 1 < rounds:
-                x = next_input(u)
+                x = next_input(Update(losses[-1], logits.detach(),
+                                      x.grad if input_grad else None, ~torch.isfinite(losses[-1])))
         mean = losses[0] if rounds == 1 else torch.stack(losses).mean()  # non-finite if any is
         with section("optimizer step"):
             bad = bad_update(mean, self._params(), check_grads=skip and not self.scaler.is_enabled())
@@ -113,7 +112,7 @@ class Trainer:
                 self.scaler.step(self.optimizer)
             self.scaler.update()
             self.nonfinite.record(bad, self.step_index)
-        return u._replace(loss=mean, bad=bad)
+        return Update(mean, logits.detach(), x.grad if input_grad else None, bad)
 
     def _params(self):
         return (p for group in self.optimizer.param_groups for p in group["params"])
