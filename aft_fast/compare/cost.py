@@ -8,7 +8,7 @@ images an epoch) and the final evaluation are not counted.
 
 Each method states its own rule (`Method.passes_per_epoch`, in its module; `aft-fast methods`
 lists them): natural 1; PGD AT, AFT k + 1; Fast AT 2; Free AT m; TRADES k + 2 (its update runs
-the clean and the adversarial batch); RiFT 1 plus its searches (`extra_passes`: MRC and the α
+the clean and the adversarial batch); YOPO m + (m − 1)·n/10 (a first-layer step: a tenth); RiFT 1 plus its searches (`extra_passes`: MRC and the α
 search, read from the run's records and divided by the training images).
 """
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Budget rule (one number, `epochs` = E, applied to every row):
 - from scratch, every method sees the training split E times: Natural, PGD AT and Fast AT run
-  E epochs; Free AT runs E / m epochs replaying each batch m times (Shafahi et al.), rounded to
-  the nearest integer (halves up, at least 1) when m does not divide E; the cost column counts
+  E epochs; Free AT runs E / m epochs replaying each batch m times (Shafahi et al.), YOPO E / m
+  epochs of m full rounds per batch, rounded to the nearest integer (halves up, at least 1) when m does not divide E; the cost column counts
   the work actually done, so a rounding shows there;
 - a fine-tuning method (one with a parent: AFT and TRADES-FT from the Natural model) runs A
   epochs, by default round(E / 8) (at least 1): the AFT paper's claim is AFT at 1/8-1/10 of PGD

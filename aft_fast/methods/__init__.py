@@ -13,9 +13,10 @@ from aft_fast.methods.nfgsm import NFGSM
 from aft_fast.methods.pgd_at import PGDAT
 from aft_fast.methods.registry import load_method
 from aft_fast.methods.trades import TRADES, TRADESFineTune
+from aft_fast.methods.yopo import YOPO
 
 BUILTIN: tuple[type[Method], ...] = (Natural, PGDAT, FreeAT, FastAT, AFT, TRADES,
-                                       TRADESFineTune, NFGSM, MART)
+                                       TRADESFineTune, NFGSM, MART, YOPO)
 METHODS = {m.name: m for m in BUILTIN}
 NAMES = tuple(METHODS)
 ADVERSARIAL = tuple(m.name for m in BUILTIN if m.adversarial)

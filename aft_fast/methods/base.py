@@ -36,7 +36,7 @@ class MethodOption:
     value the method reads as the attribute `self.<name>`; given to another method, it is
     refused."""
     name: str
-    type: type  # int, float or bool
+    type: type  # int, float, bool or str
     default: object
     help: str
     low: float | None = None  # refused below this
@@ -48,6 +48,10 @@ class MethodOption:
         if self.type is bool:
             check(isinstance(given, bool), self.name, f"must be true or false, got {given!r}")
             return given
+        if self.type is str:  # a name (YOPO's first layer: `0` in an nn.Sequential is one)
+            check(isinstance(given, (str, int)) and not isinstance(given, bool)
+                  and str(given).strip() != "", self.name, f"must be a name, got {given!r}")
+            return str(given)
         try:
             value = self.type(given)
         except (TypeError, ValueError):

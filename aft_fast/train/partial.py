@@ -11,16 +11,19 @@ import torch.nn as nn
 from aft_fast.errors import OptionError
 
 
-def find_submodule(net: nn.Module, name: str, option: str = "train_only") -> nn.Module:
+def find_submodule(net: nn.Module, name: str, option: str = "train_only",
+                   candidates: list[str] | None = None) -> nn.Module:
     """The submodule `name` of the plain network `net` (names as in its state_dict keys, e.g.
-    ``layer4.1.conv2``; ``7`` in an nn.Sequential); an OptionError naming `option` otherwise."""
+    ``layer4.1.conv2``; ``7`` in an nn.Sequential); an OptionError naming `option` otherwise,
+    listing the first `candidates` (default: any submodule)."""
     modules = dict(net.named_modules())
     if not name or name not in modules:
         named = [n for n in modules if n]
         close = difflib.get_close_matches(str(name), named, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise OptionError(option, f"the network has no submodule {name!r}; {hint}names look like "
-                                  f"{', '.join(named[:4])}{', ...' if len(named) > 4 else ''}")
+        listed, what = (candidates, "candidates") if candidates else (named, "names look like")
+        raise OptionError(option, f"the network has no submodule {name!r}; {hint}{what} "
+                                  f"{', '.join(listed[:4])}{', ...' if len(listed) > 4 else ''}")
     module = modules[name]
     if not any(True for _ in module.parameters()):
         raise OptionError(option, f"submodule {name!r} ({type(module).__name__}) has no "

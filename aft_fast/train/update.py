@@ -77,26 +77,36 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def update(self, x: torch.Tensor, y: torch.Tensor, *, input_grad: bool = False,
-               loss=None) -> Update:
+               loss=None, rounds: int = 1, next_input=None) -> Update:
         """One optimizer step on (x, y). `loss(model, x, y) -> (mean loss, logits)` replaces
-        cross-entropy on model(x) (a method's `loss`: TRADES' KL term, MART's weighting)."""
+        cross-entropy on model(x) (a method's `loss`: TRADES' KL term, MART's weighting).
+        `rounds` > 1 (YOPO): that many forward/backward passes whose parameter gradients are
+        summed into the one step; `next_input(u)` turns each round's `Update` but the last into
+        the next round's input. The Update returned: the rounds' mean loss, the last round's
+        logits, and whether any round (or, when skipping, the summed gradient) was not finite."""
         self.model.train()
-        if input_grad:
-            x = x.detach().requires_grad_(True)
         skip = self.nonfinite.skip
         guard = SkipGuard(self.model) if skip else None
-        with section("update forward+loss"), self.autocast():
-            objective, loss = loss, None
-            if objective is None:
-                logits = self.model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            else:
-                loss, logits = objective(self.model, x, y)
-        with section("update backward"):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = []
+        for r in range(rounds):
+            if input_grad:
+                x = x.detach().requires_grad_(True)
+            with section("update forward+loss"), self.autocast():
+                if loss is None:
+                    logits = self.model(x)
+                    value = F.cross_entropy(logits.float(), y)
+                else:
+                    value, logits = loss(self.model, x, y)
+            with section("update backward"):
+                self.scaler.scale(value).backward()
+            losses.append(value.detach())
+            if r + 1 < rounds:
+                x = next_input(Update(losses[-1], logits.detach(),
+                                      x.grad if input_grad else None, ~torch.isfinite(losses[-1])))
+        mean = losses[0] if rounds == 1 else torch.stack(losses).mean()  # non-finite if any is
         with section("optimizer step"):
-            bad = bad_update(loss, self._params(), check_grads=skip and not self.scaler.is_enabled())
+            bad = bad_update(mean, self._params(), check_grads=skip and not self.scaler.is_enabled())
             if skip:
                 step_unless(self.optimizer, bad, self.scaler)
                 guard.restore_if(bad)
@@ -106,7 +116,7 @@ class Trainer:
             self.nonfinite.record(bad, self.step_index)
             if self.ema is not None:
                 self.ema.update()
-        return Update(loss.detach(), logits.detach(), x.grad if input_grad else None, bad)
+        return Update(mean, logits.detach(), x.grad if input_grad else None, bad)
 
     def _params(self):
         return (p for group in self.optimizer.param_groups for p in group["params"])
