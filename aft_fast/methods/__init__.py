@@ -4,6 +4,7 @@ by import path (`package.module:Class`, a subclass of `Method`)."""
 from __future__ import annotations
 
 from aft_fast.methods.aft import AFT
+from aft_fast.methods.atta import ATTA
 from aft_fast.methods.base import Budget, Method, MethodOption  # noqa: F401
 from aft_fast.methods.fast_at import FastAT
 from aft_fast.methods.free_at import FreeAT
@@ -15,7 +16,7 @@ from aft_fast.methods.registry import load_method
 from aft_fast.methods.trades import TRADES, TRADESFineTune
 
 BUILTIN: tuple[type[Method], ...] = (Natural, PGDAT, FreeAT, FastAT, AFT, TRADES,
-                                       TRADESFineTune, NFGSM, MART)
+                                       TRADESFineTune, NFGSM, MART, ATTA)
 METHODS = {m.name: m for m in BUILTIN}
 NAMES = tuple(METHODS)
 ADVERSARIAL = tuple(m.name for m in BUILTIN if m.adversarial)
