@@ -115,6 +115,7 @@ class Method:
     # crop, flip) as `origin=`: state kept per training image (ATTA's perturbations).
     needs_index = False
     # Its state is the same on every rank (the ranks keep it in step): checkpoints hold it once.
+    # (A resume under another world size is refused all the same: distributed.plan_batch.)
     same_state_on_every_rank = False
 
     def __init__(self, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
