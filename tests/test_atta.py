@@ -168,10 +168,11 @@ def test_learns_a_tiny_task_robustly():
 
 
 def test_resume_mid_epoch_is_bitwise(synthetic_opts, tmp_path, monkeypatch):
-    kw = dict(method="atta", epochs=3, atta_reset=2, atta_storage="int8")
+    # Never reset: the rest of epoch 2 starts from epoch 1's δ, read from the restored store.
+    kw = dict(method="atta", epochs=2, atta_reset=0, atta_storage="int8")
     train(synthetic_opts(tmp_path, "straight", **kw))
     with monkeypatch.context() as m:
-        signal_at_step(m, 9)  # epoch 3, batch 2 of 4 (after the reset at epoch 2)
+        signal_at_step(m, 5)  # epoch 2, batch 2 of 4
         with pytest.raises(Preempted):
             train(synthetic_opts(tmp_path, "stopped", **kw))
     state = read_checkpoint(tmp_path / "stopped" / "last.pt")["method_state"]
@@ -204,3 +205,18 @@ def test_bench_times_its_iteration():
     row = run_bench(w, warmup=0, repeats=1, methods=("atta",), third_party=False)["methods"]["atta"]
     assert row["attack_steps"] == 1 and row["weight_updates_per_batch"] == 1
     assert row["epochs"] == 90.0 and row["median_s"] > 0
+
+
+@pytest.mark.slow
+def test_two_processes_keep_one_store_and_train_as_one_process(tmp_path):
+    """The sampler deals the images to the ranks anew every epoch: with every new δ exchanged,
+    two gloo processes train as one process does at the same global batch (2 epochs: the second
+    starts from the first's δ, written by whichever rank had the image)."""
+    from test_distributed import assert_close, launch, weights
+
+    launch(2, tmp_path / "two", 16, 2, "--method", "atta")
+    launch(1, tmp_path / "one", 16, 2, "--method", "atta")
+    assert_close(weights(tmp_path / "two"), weights(tmp_path / "one"))
+    ckpt = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    assert all(r["method_state"] is None for r in ckpt["progress"]["ranks"])  # held once
+    assert ckpt["method_state"]["values"].abs().max() > 0
