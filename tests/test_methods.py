@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from aft_fast.data.batches import Origin
 from aft_fast.errors import OptionError
 from aft_fast.models import Normalized
 from aft_fast.methods import METHODS, make_method
@@ -42,7 +43,8 @@ def one_step(name, amp=None, channels_last=False, **kw):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     lrs = []
-    stats = method.step(trainer, x, y, lambda frac: lrs.append(frac))
+    extra = {"origin": Origin.whole_batch(len(y))} if method.needs_index else {}  # ATTA
+    stats = method.step(trainer, x, y, lambda frac: lrs.append(frac), **extra)
     return model, before, method, stats, lrs
 
 

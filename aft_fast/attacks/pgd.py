@@ -17,7 +17,7 @@ is a shared no-op context unless a hook is installed (one global read per part w
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ContextManager
 
 import torch
@@ -176,11 +176,14 @@ def _like(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x, dtype=grad.dtype).copy_(grad)
 
 
-def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torch.Tensor:
+def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn,
+              start: torch.Tensor | None = None) -> torch.Tensor:
     amp = cfg.amp_dtype
     with section("copies/casts"):
         x_nat = x.detach().float() if x.dtype != torch.float32 else x.detach()
         x_adv = x_nat.clone(memory_format=torch.preserve_format)
+        if start is not None:
+            x_adv.copy_(start)
         # Under autocast the forward reads a low-precision copy the fused op keeps up to date.
         x_in = torch.empty_like(x_adv, dtype=amp) if amp is not None else x_adv
     with section("random start"):
@@ -199,16 +202,23 @@ def _run_once(model, x, y, cfg: AttackConfig, seed: int | None, loss_fn) -> torc
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, *,
-        generator: torch.Generator | None = None, loss_fn=None) -> torch.Tensor:
+        generator: torch.Generator | None = None, loss_fn=None,
+        start: torch.Tensor | None = None) -> torch.Tensor:
     """PGD-k adversarial examples for images `x` in [0, 1] (fp32, x's layout, detached).
 
     With `restarts > 1`, each example keeps its worst case: misclassified beats correct, then
     higher loss. Parameters receive no gradient. `generator` (CPU) seeds the random starts.
     `loss_fn(logits, y, reduction="sum")` replaces cross-entropy as the ascent objective.
+    `start`: the point the steps start from instead of x (ATTA's stored example; no random
+    start, one run).
     """
     if x.dim() == 0 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same batch size, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if cfg.steps == 0 and not cfg.random_start or cfg.eps == 0:
+    if start is not None:
+        check(start.shape == x.shape, "start", f"must have x's shape {tuple(x.shape)}, got "
+              f"{tuple(start.shape)}")
+        cfg = replace(cfg, random_start=False)
+    if cfg.steps == 0 and not cfg.random_start and start is None or cfg.eps == 0:
         return x.detach().float().clone(memory_format=torch.preserve_format)
     # Without a random start every restart would repeat the same deterministic run.
     runs = cfg.restarts if cfg.random_start else 1
@@ -216,7 +226,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, *
     with attack_mode(model, cfg.bn_mode):
         best = None
         for seed in seeds:
-            x_adv = _run_once(model, x, y, cfg, seed, loss_fn)
+            x_adv = _run_once(model, x, y, cfg, seed, loss_fn, start)
             if runs == 1:
                 return x_adv
             with torch.no_grad(), _autocast(x.device, cfg.amp_dtype):

@@ -36,7 +36,33 @@ def torchvision_transform(preset: str, image_size: int, train: bool):
         steps = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if train else \
             [T.Resize(int(image_size / CROP_RATIO)), T.CenterCrop(image_size)]
     elif preset == "small" and train:
-        steps = as_is + [T.RandomCrop(image_size, padding=PAD), T.RandomHorizontalFlip()]
+        return SmallTrain(image_size)
     else:
         steps = as_is
     return T.Compose(steps + [T.ToTensor()])
+
+
+class SmallTrain:
+    """small's training transform: the image at size, zero-padded by PAD, a random size×size crop,
+    a left-right flip with probability 1/2 (torchvision's RandomCrop(size, padding=PAD) +
+    RandomHorizontalFlip(), with the same random draws). `placed(img)` also says where it put
+    the image (a method's per-image state follows it: ATTA)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img):
+        return self.placed(img)[0]
+
+    def placed(self, img):
+        """(tensor, (top, left, flipped)): the crop's corner in the padded image."""
+        import torch
+        from torchvision import transforms as T
+        from torchvision.transforms import functional as F
+
+        img = F.center_crop(F.resize(img, self.size), self.size)  # no-ops on size×size images
+        img = F.pad(img, PAD)
+        top, left, h, w = T.RandomCrop.get_params(img, (self.size, self.size))
+        img = F.crop(img, top, left, h, w)
+        flipped = bool(torch.rand(1) < 0.5)
+        return F.to_tensor(F.hflip(img) if flipped else img), (top, left, int(flipped))

@@ -13,14 +13,37 @@ every rank runs the same number of steps (DDP never hangs). The last partial bat
 
 Exact resume: `set_epoch(epoch, start_batch=k)` makes the next pass start at batch k of that
 epoch's order (the batches 0..k-1 are neither read nor decoded); the pass after it starts at 0.
+
+Per-image state (ATTA's stored perturbations): after `ask_origin()` a training loader yields
+`(images, labels, Origin)` (below: each image's index in the split and where its crop and
+flip put it); a loader that cannot say where its augmentation put an image refuses, naming the
+option to change.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from aft_fast.errors import OptionError
+
+
+class Origin(NamedTuple):
+    """Where each image of a training batch comes from: its `index` in the training split of
+    `size` images, and where the augmentation put it: `crop`, the (top, left) corner of its crop
+    in the image zero-padded by `pad` on every side (None: not cropped), and `flip`, whether it
+    was mirrored left-right after the crop (None: never)."""
+    index: torch.Tensor  # int64 [B]
+    size: int
+    crop: torch.Tensor | None = None  # int64 [B, 2]
+    flip: torch.Tensor | None = None  # bool [B]
+    pad: int = 0
+
+    @classmethod
+    def whole_batch(cls, n: int, device="cpu") -> "Origin":
+        """A batch that is its own split (bench times one batch over and over)."""
+        return cls(torch.arange(n, device=device), n)
 
 
 class Batches:
@@ -37,6 +60,14 @@ class Batches:
         self.device, self.channels_last = torch.device(device), channels_last
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0
+        self.with_origin = False  # yield each batch's Origin too (ask_origin)
+        self.pad = 0  # the zero padding its crops are taken from (Origin.pad)
+
+    def ask_origin(self) -> None:
+        """Yield `(images, labels, Origin)` from now on. In-memory tensors are not augmented:
+        each image is where it is; a loader with augmentation says where it put each image, or
+        refuses (OptionError naming the option to change)."""
+        self.with_origin = True
 
     @property
     def num_samples(self) -> int:
@@ -68,8 +99,17 @@ class Batches:
         return order[self.rank:total:self.world_size]
 
     def _batches(self, order: torch.Tensor):
-        """(images, labels) batches of the samples `order`, on any device: the loader's own part."""
+        """(images, labels) batches of the samples `order`, on any device: the loader's own part.
+        With `with_origin` a loader that augments adds each image's placement, int64 [B, 3]:
+        the crop's top and left in the padded image and 1 where it flipped."""
         raise NotImplementedError
+
+    def _origin(self, index: torch.Tensor, placed: torch.Tensor | None = None) -> Origin:
+        to = dict(device=self.device, non_blocking=True)
+        if placed is None:
+            return Origin(index.to(**to), self.size)
+        placed = placed.to(**to)
+        return Origin(index.to(**to), self.size, placed[:, :2], placed[:, 2].bool(), self.pad)
 
     def _move(self, x: torch.Tensor, y: torch.Tensor):
         x = x.to(self.device, non_blocking=True)
@@ -80,6 +120,11 @@ class Batches:
     def __iter__(self):
         start, self.start_batch = self.start_batch, 0  # a resume offset applies to one pass
         order = self.indices()[start * self.batch_size:]
-        if len(order):
-            for x, y in self._batches(order):
-                yield self._move(x, y)
+        if not len(order):
+            return
+        for k, (x, y, *placed) in enumerate(self._batches(order)):
+            x, y = self._move(x, y)
+            if self.with_origin:
+                yield x, y, self._origin(order[k * self.batch_size:][:self.batch_size], *placed)
+            else:
+                yield x, y

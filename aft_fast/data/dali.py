@@ -25,6 +25,7 @@ import torch
 from aft_fast.data.augment import CROP_RATIO, PAD
 from aft_fast.data.batches import Batches
 from aft_fast.data.types import FileList
+from aft_fast.errors import OptionError
 
 INSTALL_HINT = ("the dali loader needs NVIDIA DALI: pip install 'aft_fast[dali]' "
                 "(package nvidia-dali-cuda130), or use the pytorch loader")
@@ -96,6 +97,11 @@ class DaliBatches(Batches):
         self.threads = max(workers, 1)  # DALI threads = DataLoader workers: same CPU budget
         self._built_for = None  # (epoch, samples left) of the order the current pipeline reads
         self._build(self.indices())  # build now: a bad pipeline fails at construction
+
+    def ask_origin(self) -> None:
+        raise OptionError("loader", "DALI does not say where its random crops and flips put "
+                          "each image, which a perturbation kept per training image must "
+                          "follow: pass --loader pytorch")
 
     def epoch_files(self) -> FileList:
         """This rank's files of the current epoch, in reading order."""

@@ -4,6 +4,7 @@ by import path (`package.module:Class`, a subclass of `Method`)."""
 from __future__ import annotations
 
 from aft_fast.methods.aft import AFT
+from aft_fast.methods.atta import ATTA
 from aft_fast.methods.base import Budget, Method, MethodOption  # noqa: F401
 from aft_fast.methods.fast_at import FastAT
 from aft_fast.methods.free_at import FreeAT
@@ -16,7 +17,7 @@ from aft_fast.methods.trades import TRADES, TRADESFineTune
 from aft_fast.methods.yopo import YOPO
 
 BUILTIN: tuple[type[Method], ...] = (Natural, PGDAT, FreeAT, FastAT, AFT, TRADES,
-                                       TRADESFineTune, NFGSM, MART, YOPO)
+                                       TRADESFineTune, NFGSM, MART, YOPO, ATTA)
 METHODS = {m.name: m for m in BUILTIN}
 NAMES = tuple(METHODS)
 ADVERSARIAL = tuple(m.name for m in BUILTIN if m.adversarial)

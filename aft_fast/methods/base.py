@@ -10,6 +10,8 @@ passes per training image (`passes_per_epoch`), and the three hooks of one batch
     perturb(trainer, x, y) -> x_adv        the training input (x itself for natural training)
     loss(model, x_adv, y, x) -> loss, logits   what the one weight update minimises
     step(trainer, x, y, set_lr) -> StepStats   perturb + update(s); Free AT overrides it
+                                               (with `needs_index`: step(..., origin), each
+                                               image's index and placement: ATTA)
 
 and what it carries between batches (`state_dict`/`load_state_dict`: saved in checkpoints, so a
 resume is exact). The registry (`aft_fast.methods`), `train`'s options and flags, `compare`'s
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from aft_fast.attacks import AttackConfig
-from aft_fast.errors import OptionError, check, check_at_least
+from aft_fast.errors import OptionError, check, check_at_least, check_choice
 from aft_fast.policy import COMPARE_EMA_DECAY, default_alpha
 from aft_fast.train.update import StepStats, Trainer, batch_stats
 
@@ -36,15 +38,19 @@ class MethodOption:
     value the method reads as the attribute `self.<name>`; given to another method, it is
     refused."""
     name: str
-    type: type  # int, float, bool or str
+    type: type  # int, float, bool or str (with `choices`)
     default: object
     help: str
     low: float | None = None  # refused below this
+    choices: tuple[str, ...] | None = None  # the values a str option takes
 
     def value(self, given):
         """The value to use: `given` checked, or the default when not given (None)."""
         if given is None:
             return self.default
+        if self.choices is not None:
+            check_choice(self.name, given, self.choices)
+            return given
         if self.type is bool:
             check(isinstance(given, bool), self.name, f"must be true or false, got {given!r}")
             return given
@@ -116,6 +122,12 @@ class Method:
     # itself, never inherited (MART and TRADES subclass PGD AT without that row): `ema_rows`
     compare_ema = False
     replays = 1  # weight updates per batch
+    # The loop passes `step` each image's `data.batches.Origin` (index in the training split,
+    # crop, flip) as `origin=`: state kept per training image (ATTA's perturbations).
+    needs_index = False
+    # Its state is the same on every rank (the ranks keep it in step): checkpoints hold it once.
+    # (A resume under another world size is refused all the same: distributed.plan_batch.)
+    same_state_on_every_rank = False
 
     def __init__(self, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
                  amp: str | None = None, bn_mode: str | None = None, compile: bool = False,

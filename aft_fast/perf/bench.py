@@ -11,6 +11,7 @@ import os
 from typing import Callable
 
 from aft_fast.attacks import pgd
+from aft_fast.data.batches import Origin
 from aft_fast.attacks.pgd import compiled_input_grad, input_grad
 from aft_fast.errors import check, check_at_least, check_choice
 from aft_fast.perf.plain_pgd import plain_pgd
@@ -79,7 +80,10 @@ def method_variants(b: Built, w: Workload, methods=registry.ADVERSARIAL,
         opt = make_optimizer(method.optimizer, model.parameters(), method.lr,
                              TrainOptions.momentum, TrainOptions.weight_decay)  # train's defaults
         trainer = Trainer(model, opt, w.amp, b.device)
-        out[name] = (lambda m=method, t=trainer: m.step(t, b.x, b.y, lambda frac: None))
+        # per-image state (ATTA): the one batch is the whole split
+        extra = {"origin": Origin.whole_batch(len(b.y), b.device)} if method.needs_index else {}
+        out[name] = (lambda m=method, t=trainer, e=extra: m.step(t, b.x, b.y, lambda frac: None,
+                                                                 **e))
     return out
 
 

@@ -95,12 +95,14 @@ def train_one_epoch(state: TrainState, loader, run_dir: RunDir, cfg: LoopConfig,
     log = StepLog(epoch=epoch, epochs=cfg.epochs, n_batches=n_batches, start_batch=state.batch,
                   name=state.method.name, device=trainer.device, log_every=cfg.log_every,
                   show=cfg.show, world_size=cfg.dist.world_size)
-    for i, (x, y) in enumerate(loader, start=state.batch):
+    for i, (x, y, *origin) in enumerate(loader, start=state.batch):
         log.batch_ready()
         if state.guard is not None:
             state.guard.observe(x, y)
         trainer.step_index, trainer.time_attack = epoch * n_batches + i, log.times_attack(i)
-        stats = state.method.step(trainer, x, y, lr_setter(state, i, n_batches))
+        # a method that keeps state per training image (needs_index) gets each image's Origin
+        extra = {"origin": origin[0]} if origin else {}
+        stats = state.method.step(trainer, x, y, lr_setter(state, i, n_batches), **extra)
         state.sums += torch.stack([torch.as_tensor(v, device=state.sums.device).double()
                                    for v in (stats.loss_sum, stats.correct, stats.n)])
         state.batch = i + 1

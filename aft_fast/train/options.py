@@ -259,7 +259,7 @@ def _own_field(name: str, declared: list):
     kind = option.type if option.type is bool else option.type | None
     # not given: None (the method's default), or off for a flag
     return (name, kind, field(default=False if option.type is bool else None,
-                              metadata={"help": option.help}))
+                              metadata={"help": option.help, "choices": option.choices}))
 
 
 TrainOptions = make_dataclass("TrainOptions", [_own_field(n, d) for n, d in OWN_OPTIONS.items()],

@@ -97,6 +97,8 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
         print(fast.describe(), flush=True)
     check_input_size(model, loaders.val, opts)
     state, epochs, config = _state(opts, model, device, dist, loaders.spec, plan, fast)
+    if state.method.needs_index:  # before any data is read: a loader that cannot refuses
+        loaders.train.ask_origin()
     config["resolved"]["augment"] = loaders.spec.augment
     state.guard = state.method.guard(opts.seed)
     if state.guard is not None:

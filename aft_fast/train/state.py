@@ -59,9 +59,11 @@ class TrainState:
         """`save_checkpoint`'s keyword arguments for the current position."""
         sums = self.sums.cpu() if self.sums is not None and self.batch else None
         method_state = self.method.state_dict()
-        ranks = self.dist.gather({"rng": rng_state(), "sums": sums, "method_state": method_state})
-        if ranks:  # rank 0's entry is a copy: the top level's tensors instead, so saved once
-            ranks[0]["method_state"] = method_state
+        shared = self.method.same_state_on_every_rank  # then only the top level holds it
+        ranks = self.dist.gather({"rng": rng_state(), "sums": sums,
+                                  "method_state": None if shared else method_state})
+        if ranks and not shared:  # rank 0's entry is a copy: the top level's tensors instead,
+            ranks[0]["method_state"] = method_state  # so saved once
         progress = {"epoch": self.epoch, "batch": self.batch, "sums": sums, "history": self.rows,
                     "nonfinite": self.trainer.nonfinite.state_dict(),
                     "guard": self.guard.state_dict() if self.guard else None,
@@ -88,7 +90,8 @@ class TrainState:
         if mine is None and self.dist.rank:  # another world size: a stream of this rank's own,
             # moved on by the position so it is not the one the rank started the run with
             torch.manual_seed(rank_seed(self.seed, self.dist.rank) + 1 + progress["epoch"])
-        self.method.load_state_dict((mine or ckpt).get("method_state") or {})
+        own = ckpt if mine is None or self.method.same_state_on_every_rank else mine
+        self.method.load_state_dict(own.get("method_state") or {})
         self.epoch, self.batch, self.best = progress["epoch"], progress["batch"], ckpt.get("best")
         self.rows, self.stopped = list(progress.get("history") or []), progress.get("stopped")
         self.trainer.nonfinite.load_state_dict(progress.get("nonfinite") or {})
