@@ -4,6 +4,7 @@ and exports are checked, the train warning's rule, and bad input."""
 import base64
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from aft_fast.errors import OptionError
 from aft_fast.models import build, rebuild
-from aft_fast.robustify import RobustifyOptions, choose, robustify
+from aft_fast.robustify import RobustifyOptions, choose, measure, robustify
 from aft_fast.robustify.choose import Probe
 from aft_fast.robustify.options import check_all
 from aft_fast.robustify.report import pct, summary_rows
@@ -146,6 +147,10 @@ def run(tmp_path_factory):
         real = run_module.make_loaders
         mp.setattr(run_module, "make_loaders", lambda data, **kw: real(
             data, synthetic_shape=(1, 28, 28), synthetic_size=256, **kw))
+        # the protocol's attacks shortened (the reference AutoAttack is compare's tested code)
+        short = measure.protocol
+        mp.setattr(measure, "protocol", lambda **kw: replace(
+            short(**kw), pgd_steps=3, weak_steps=2, mask_steps=2, aa_steps=2, aa_queries=10))
         lines = []
         report = robustify(TrainOptions(**{**TINY, "weights": str(w)}),
                            RobustifyOptions(out=str(tmp / "out"), budget=1, probe_lrs="1e-3",
@@ -187,6 +192,7 @@ def test_report_renders_the_json_and_embeds_the_figures(run):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert f"figures/{name}.png" in md
     assert [p["eps"] for p in after["curve"]["points"]][-1] == pytest.approx(0.4)
+    assert "PGD-3 × 2 restarts" in md
 
 
 def test_exports_reload_and_agree_with_the_checkpoint(run):

@@ -2,7 +2,7 @@
 image counts, how to load the files, the command and the commit."""
 from __future__ import annotations
 
-from aft_fast.robustify.report import pct
+from aft_fast.robustify.report import pct, pgd_label
 
 
 def model_card(report: dict) -> str:
@@ -27,7 +27,7 @@ def model_card(report: dict) -> str:
         "## Robustness (test split)", "",
         "| measure | images | accuracy |", "|---|---:|---:|",
         f"| clean | {after['clean_n']:,} | {pct(after['clean_acc'])} |",
-        f"| PGD-50, {p['pgd_restarts']} restarts | {after['n']:,} | {pct(after['pgd_acc'])} |",
+        f"| {pgd_label(p)} | {after['n']:,} | {pct(after['pgd_acc'])} |",
         f"| AutoAttack (reference settings) | {after['autoattack_n']:,} | "
         f"{pct(after['autoattack_acc'])} |", "",
         f"Gradient-masking checks: {'all pass' if after['masking']['all'] else 'NOT all pass'} "

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 # (report.json key under "test".{before,after}, label): the before/after bars
-MEASURES = (("clean_acc", "clean"), ("pgd_acc", "PGD-50"), ("autoattack_acc", "AutoAttack"))
+MEASURES = (("clean_acc", "clean"), ("pgd_acc", "PGD"), ("autoattack_acc", "AutoAttack"))
 
 
 def _png(fig) -> bytes:

@@ -121,7 +121,7 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     write_text(model_card(report), out / "model" / "MODEL_CARD.md")
     report["files"] = report_files.write(report, out)
     say(f"done: {out / 'report.html'} (after: clean {100 * test['after']['clean_acc']:.1f}%, "
-        f"PGD-50 {100 * test['after']['pgd_acc']:.1f}%, AutoAttack "
+        f"PGD-{p.pgd_steps} {100 * test['after']['pgd_acc']:.1f}%, AutoAttack "
         f"{100 * test['after']['autoattack_acc']:.1f}% on {test['after']['autoattack_n']} images)")
     return report
 

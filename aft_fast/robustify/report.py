@@ -15,12 +15,15 @@ def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
+def pgd_label(protocol: dict) -> str:
+    return f"PGD-{protocol['pgd_steps']} × {protocol['pgd_restarts']} restarts"
+
+
 def summary_rows(report: dict) -> list[list[str]]:
     """The before/after table: measure (images), before, after."""
     before, after = report["test"]["before"], report["test"]["after"]
-    restarts = after["protocol"]["pgd_restarts"]
     return [["clean", f"{after['clean_n']:,}", pct(before["clean_acc"]), pct(after["clean_acc"])],
-            [f"PGD-50 × {restarts} restarts", f"{after['n']:,}", pct(before["pgd_acc"]),
+            [pgd_label(after["protocol"]), f"{after['n']:,}", pct(before["pgd_acc"]),
              pct(after["pgd_acc"])],
             ["AutoAttack (reference settings)", f"{after['autoattack_n']:,}",
              pct(before["autoattack_acc"]), pct(after["autoattack_acc"])]]
