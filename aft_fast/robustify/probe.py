@@ -26,11 +26,16 @@ def candidates(lrs: list[float], batchnorm: bool) -> list[tuple[float, bool | No
     return [(lr, frozen) for lr in lrs for frozen in ((True, False) if batchnorm else (None,))]
 
 
+def probe_images(base: TrainOptions, batches: int) -> int:
+    """A probe's training images: `batches` batches, within the run's own subset if it has one."""
+    return min(batches * base.batch_size, base.train_images or batches * base.batch_size)
+
+
 def probe_options(base: TrainOptions, out: Path, lr: float, frozen: bool | None, *,
                   batches: int, images: int) -> TrainOptions:
     return replace(base, out=str(out), lr=lr, freeze_bn_stats=bool(frozen), epochs=1,
                    schedule="constant", schedule_params=None,
-                   train_images=batches * base.batch_size, eval_images=images,
+                   train_images=probe_images(base, batches), eval_images=images,
                    eval_full=False, eval_max_batches=None, save_every=None, quiet=True,
                    resume=False, overwrite=True)
 
@@ -52,7 +57,7 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
                probe=run_probe) -> list[Probe]:
     """Every candidate's probe, in order; `probe` runs one (tests replace it)."""
     todo = candidates(lrs, batchnorm)
-    ran = math.ceil(min(batches * base.batch_size, train_size) / base.batch_size)
+    ran = math.ceil(min(probe_images(base, batches), train_size) / base.batch_size)
     done = []
     for i, (lr, frozen) in enumerate(todo, 1):
         name = Probe(lr, frozen, 0, 0, 0).name
