@@ -141,6 +141,8 @@ def run(tmp_path_factory):
     w = tmp / "pretrained.pt"
     torch.manual_seed(0)
     torch.save(build(BN_ARCH, 10, in_channels=1).model.state_dict(), w)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation
     with pytest.MonkeyPatch.context() as mp:
         import aft_fast.train.run as run_module
 
@@ -157,6 +159,7 @@ def run(tmp_path_factory):
                                             probe_batches=1, probe_images=32, test_images=16,
                                             pgd_restarts=2, aa_images=2),
                            command="aft-fast robustify (test)", say=lines.append)
+    torch.set_num_threads(threads)
     return tmp / "out", report, lines
 
 
