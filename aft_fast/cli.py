@@ -14,12 +14,13 @@ from aft_fast.commands.evaluate import eval_command
 from aft_fast.commands.methods import methods_command
 from aft_fast.commands.models import models_command
 from aft_fast.commands.rift import rift_group
+from aft_fast.commands.robustify import robustify_command
 from aft_fast.commands.schedule import schedule_command
 from aft_fast.commands.train import train_command
 
 COMMANDS = [info, train_command, eval_command, schedule_command, demo_command, data_group,
             bench_loader_command, bench_command, profile_command, models_command, methods_command,
-            analyze_group, rift_group, compare_command]
+            analyze_group, rift_group, compare_command, robustify_command]
 
 
 @click.group(cls=Group,

@@ -30,3 +30,9 @@ def not_a_module(num_classes=10):
 
 
 NOT_CALLABLE = 3
+
+
+def tiny_bn_cnn(num_classes=10, in_channels=1):
+    """A tiny BatchNorm network (robustify's BatchNorm probes)."""
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(4 * 16, num_classes))

@@ -64,8 +64,7 @@ def test_set(data: str, *, image_size: int | None = None) -> tuple[torch.Tensor,
     from aft_fast.data import make_loaders
 
     loaders = make_loaders(data, batch_size=500, image_size=image_size, device="cpu")
-    xs, ys = zip(*((x.cpu().float(), y.cpu()) for x, y in loaders.test))
-    x, y = torch.cat(xs).contiguous(), torch.cat(ys).contiguous()
+    x, y = split_tensors(loaders.test)
     record = {"data": data, "split": "test", "count": len(y),
               "order": "make_loaders(data).test in iteration order (unshuffled; for fashion-mnist "
                        "the official t10k file order, for mnist5k its fixed 1,000-image test "
@@ -73,6 +72,12 @@ def test_set(data: str, *, image_size: int | None = None) -> tuple[torch.Tensor,
               "labels_sha256": digest(y), "images_sha256": digest(x),
               "train_split_images": loaders.spec.train_size}  # what training costs are per
     return x, y, record
+
+
+def split_tensors(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole split as CPU tensors (fp32 images, labels), in the loader's order."""
+    xs, ys = zip(*((x.cpu().float(), y.cpu()) for x, y in loader))
+    return torch.cat(xs).contiguous(), torch.cat(ys).contiguous()
 
 
 def digest(t: torch.Tensor) -> str:

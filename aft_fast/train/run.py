@@ -23,6 +23,7 @@ from aft_fast.train.evaluation import eval_budget
 from aft_fast.train.loop import LoopConfig, fit
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.partial import freeze_batchnorm_stats, trainable_parameters
+from aft_fast.train.pretrained_bn import warn_pretrained_batchnorm
 from aft_fast.train.run_dir import RunDir, checkpoint_bytes
 from aft_fast.train.same_run import check_same_run
 from aft_fast.train.schedules import make_schedule
@@ -81,13 +82,10 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
     plan = distributed.plan_batch(opts, dist)  # the global batch, kept by a resume
     if plan.note() and dist.is_main and not opts.quiet:
         print(plan.note(), flush=True)
-    loaders = make_loaders(opts.data, batch_size=plan.per_process, loader=opts.loader,
-                           image_size=opts.image_size, device=device, workers=opts.workers,
-                           seed=opts.seed, rank=dist.rank, world_size=dist.world_size,
-                           eval_batch_size=opts.eval_batch_size,
-                           check_files=opts.check_files, augment=opts.augment,
-                           class_map=opts.class_map, train_images=opts.train_images)
-    model = _model(opts, loaders.spec, device)
+    loaders = open_data(opts, device, batch_size=plan.per_process, rank=dist.rank,
+                        world_size=dist.world_size)
+    model = build_model(opts, loaders.spec, device)
+    warn_pretrained_batchnorm(opts, model)
     fast = resolve(opts.amp, opts.channels_last, device, model)
     if fast.channels_last:  # the loaders hand out batches in the model's layout
         model = model.to(memory_format=torch.channels_last)
@@ -120,7 +118,19 @@ def _run(opts: TrainOptions, dist, device, run_dir: RunDir) -> dict:
     return {**summary, "run_dir": opts.out, "config": config}
 
 
-def _model(opts: TrainOptions, spec, device) -> torch.nn.Module:
+def open_data(opts: TrainOptions, device, *, batch_size: int | None = None, rank: int = 0,
+              world_size: int = 1):
+    """The run's loaders (train, train_eval, val, test) as `opts` asks for them."""
+    return make_loaders(opts.data, batch_size=batch_size or opts.batch_size, loader=opts.loader,
+                        image_size=opts.image_size, device=device, workers=opts.workers,
+                        seed=opts.seed, rank=rank, world_size=world_size,
+                        eval_batch_size=opts.eval_batch_size,
+                        check_files=opts.check_files, augment=opts.augment,
+                        class_map=opts.class_map, train_images=opts.train_images)
+
+
+def build_model(opts: TrainOptions, spec, device) -> torch.nn.Module:
+    """The network the run starts from (`opts.weights` loaded), on `device`."""
     return build(opts.arch, spec.num_classes, weights=opts.weights, in_channels=spec.channels,
                  replace_head=opts.replace_head, mean=opts.mean, std=opts.std).to(device)
 

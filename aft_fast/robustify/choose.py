@@ -1,0 +1,129 @@
+"""The recipe, chosen from the probes' measurements (pure functions: every decision path is
+tested with constructed probe results).
+
+- **Collapse.** A probe whose held-out clean accuracy kept less than half of the best probe's
+  accuracy above chance lost what the pretrained model knew; it is never chosen, however robust
+  (a model that predicts one class is "robust": its clean and robust accuracy are equal).
+- **Pick.** Of the others, the highest held-out robust accuracy; probes within `tolerance` of
+  it (one standard deviation of a difference of two accuracies on the probe images, at least
+  half a point) are a tie, broken by clean accuracy. The BatchNorm handling and the peak LR are
+  the chosen probe's.
+- **Epochs.** --budget, else the method's default.
+- **Warnings.** Fewer than MIN_UPDATES weight updates, or no probe above ZERO robust accuracy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+# The worked example's EfficientNet-Lite0 (README) bought 18.8% PGD-20 at 2/255 from ~920 updates,
+# ~105 updates gave 7%; issue 26's CIFAR ResNet got 0.0% from 47 updates at 8/255. Below half of
+# the successful run's count the budget is likely too small.
+MIN_UPDATES = 500
+ZERO = 0.01  # robust accuracy of at most this on the probe images is "about zero"
+MIN_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One short fine-tune and its held-out scores."""
+    lr: float
+    frozen_bn: bool | None  # None: the network has no BatchNorm layer
+    clean: float
+    robust: float
+    n: int  # held-out images scored
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        bn = "" if self.frozen_bn is None else ("-bn-frozen" if self.frozen_bn else "-bn-updating")
+        return f"lr{self.lr:g}{bn}"
+
+    def describe(self) -> str:
+        bn = "" if self.frozen_bn is None else (
+            ", BatchNorm statistics frozen" if self.frozen_bn else ", BatchNorm statistics updating")
+        return f"peak LR {self.lr:g}{bn}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    probe: Probe
+    tolerance: float
+    collapsed: tuple[str, ...]  # names of the probes excluded as collapsed
+    tied: tuple[str, ...]  # names of the probes within tolerance of the best robust accuracy
+    why: str
+
+
+def tolerance(p: float, n: int) -> float:
+    """One standard deviation of the difference of two accuracies near `p` on `n` images."""
+    return max(MIN_TOLERANCE, math.sqrt(2 * p * (1 - p) / max(n, 1)))
+
+
+def is_collapsed(probe: Probe, best_clean: float, chance: float) -> bool:
+    return probe.clean < chance + 0.5 * (best_clean - chance)
+
+
+def pick(probes: list[Probe], chance: float) -> Choice:
+    """The probe to follow (see the module docstring)."""
+    if not probes:
+        raise ValueError("no probe to choose from")
+    best_clean = max(p.clean for p in probes)
+    # all below chance: none kept what the model knew, so none is excluded
+    kept = [p for p in probes if not is_collapsed(p, best_clean, chance)] or list(probes)
+    collapsed = tuple(p.name for p in probes if p not in kept)
+    top = max(p.robust for p in kept)
+    tol = tolerance(top, min(p.n for p in kept))
+    tied = [p for p in kept if p.robust >= top - tol]
+    chosen = max(tied, key=lambda p: (p.clean, p.robust))
+    why = (f"highest held-out robust accuracy {100 * top:.1f}%"
+           + (f"; {len(tied)} probes within {100 * tol:.1f} points (noise) of it, the most "
+              f"accurate clean kept" if len(tied) > 1 else "")
+           + (f"; {', '.join(collapsed)} collapsed (clean accuracy below half-way between "
+              f"chance {100 * chance:.0f}% and the best probe's {100 * best_clean:.1f}%)"
+              if collapsed else ""))
+    return Choice(chosen, tol, collapsed, tuple(p.name for p in tied), why)
+
+
+def batchnorm_decision(probes: list[Probe], choice: Choice) -> str:
+    """The BatchNorm handling chosen, with the best probe of each handling."""
+    if choice.probe.frozen_bn is None:
+        return "not applicable: the network has no BatchNorm layer"
+    best = {}
+    for frozen in (True, False):
+        mine = [p for p in probes if p.frozen_bn is frozen and p.name not in choice.collapsed]
+        best[frozen] = max(mine, key=lambda p: (p.robust, p.clean)) if mine else None
+
+    def show(p):
+        return "all collapsed" if p is None else \
+            f"best {100 * p.robust:.1f}% robust / {100 * p.clean:.1f}% clean at LR {p.lr:g}"
+
+    kind = "frozen" if choice.probe.frozen_bn else "updating"
+    return (f"{kind} statistics (frozen: {show(best[True])}; updating: {show(best[False])})")
+
+
+def epochs(budget: int | None, method_default: int) -> tuple[int, str]:
+    if budget is not None:
+        return budget, f"{budget} (--budget)"
+    return method_default, f"{method_default} (the method's default; --budget sets it)"
+
+
+def warnings(*, updates: int, probes: list[Probe], choice: Choice, eps: float) -> list[str]:
+    out = []
+    if updates < MIN_UPDATES:
+        out.append(f"{updates} weight updates in the fine-tune (< {MIN_UPDATES}): likely too few "
+                   f"for eps {eps:.4g} (the worked example's ~920 updates bought 18.8% at 2/255, "
+                   f"~105 gave 7%, 47 gave 0%); raise --budget or use more training data")
+    if max(p.robust for p in probes) <= ZERO:
+        out.append(f"no probe reached {100 * ZERO:g}% held-out robust accuracy at eps {eps:.4g}: "
+                   "the eps may be too large for this model and data, or the budget too small")
+    return out
+
+
+def as_record(probes: list[Probe], choice: Choice) -> dict:
+    return {"probes": [{**asdict(p), "name": p.name, "collapsed": p.name in choice.collapsed}
+                       for p in probes],
+            "chosen": choice.probe.name, "lr": choice.probe.lr,
+            "freeze_bn_stats": bool(choice.probe.frozen_bn), "tolerance": choice.tolerance,
+            "tied": list(choice.tied), "collapsed": list(choice.collapsed), "why": choice.why,
+            "batchnorm": batchnorm_decision(probes, choice)}

@@ -1,0 +1,68 @@
+"""`RobustifyOptions`: robustify's own options, one declared field each. Everything about the model,
+the data, the attack and the training run is `TrainOptions` (train's flags, shared); what
+robustify chooses itself (`CHOSEN`) is not a flag of it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from aft_fast.errors import OptionError, check
+from aft_fast.models import weights_path
+from aft_fast.options import check_declared, option
+from aft_fast.train.options import TrainOptions
+
+# TrainOptions fields robustify sets from its probes and --budget, or owns (out), or refuses
+CHOSEN = ("lr", "freeze_bn_stats", "epochs", "out", "resume", "allow_scratch")
+CPU_AA_SECONDS = 1.5  # AutoAttack per image, small CNN, the project's 2-core CPU (FACTS.md)
+
+
+@dataclass
+class RobustifyOptions:
+    out: str = option("runs/robustify", "Output folder: report.md/.html/.json, model/ (the "
+                      "exports and MODEL_CARD.md), train/ (the fine-tune run), probes/.")
+    budget: int | None = option(
+        None, "Fine-tuning epochs (default: the method's, 10 for aft).", low=1)
+    probe_lrs: str = option(
+        "1e-3,3e-4,1e-4", "Peak LRs the probes try, comma-separated (each a short fine-tune at "
+        "that constant LR, scored on held-out training images).")
+    probe_batches: int = option(
+        30, "Training batches of each probe (the first of a fixed subset of the training split).",
+        low=1)
+    probe_images: int = option(
+        512, "Held-out images (val: carved from the training data, never test) that score the "
+        "model as given and each probe.", low=1)
+    test_images: int = option(
+        1000, "Test images of PGD-50, the masking check and the accuracy-vs-eps curve (clean "
+        "accuracy: the whole test split).", low=1)
+    pgd_restarts: int = option(5, "Random restarts of the final PGD-50.", low=1)
+    aa_images: int = option(
+        100, f"AutoAttack (reference settings) on the first N test images; on a CPU about "
+        f"{CPU_AA_SECONDS:g} s an image for a small CNN, more for larger networks.", low=1)
+
+    def lrs(self) -> list[float]:
+        """The probe LRs, each a number > 0 (OptionError naming probe_lrs otherwise)."""
+        try:
+            values = [float(v) for v in str(self.probe_lrs).replace(" ", "").split(",") if v]
+        except ValueError:
+            raise OptionError("probe_lrs", f"expected numbers separated by commas like "
+                              f"1e-3,3e-4,1e-4; got {self.probe_lrs!r}") from None
+        check(bool(values), "probe_lrs", "names no learning rate: give e.g. 1e-3,3e-4,1e-4")
+        check(all(v > 0 for v in values), "probe_lrs", f"every LR must be > 0, got {values}")
+        return sorted(set(values), reverse=True)
+
+
+def check_all(train: TrainOptions, opts: RobustifyOptions) -> None:
+    """Refuse, before any work, what robustify cannot run (OptionError naming the option)."""
+    check_declared(opts)
+    opts.lrs()
+    check(bool(str(opts.out).strip()), "out", "is empty: name the output folder")
+    check(bool(train.weights), "weights", "robustify makes a pretrained model robust: pass "
+          "--weights PATH (a state_dict, .safetensors or an aft_fast checkpoint)")
+    if not os.path.isfile(weights_path(train.arch, train.weights)):
+        raise OptionError("weights", f"{train.weights}: no such file (a state_dict, "
+                          ".safetensors or an aft_fast checkpoint is expected)")
+    check(train.method_class().adversarial, "method", f"--method {train.method} trains on "
+          "clean images and makes nothing robust: pick an adversarial method (aft, the default)")
+    check(train.eps is not None and train.eps > 0, "eps",
+          "must be > 0: the l∞ radius to make the model robust at, e.g. 2/255 or 8/255")
+    train.check()

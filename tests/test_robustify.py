@@ -1,0 +1,224 @@
+"""`aft-fast robustify`: the choices (every decision path, on constructed probe results), one
+tiny end-to-end run (a BatchNorm net on 1×28×28 synthetic data, one-batch probes) whose report
+and exports are checked, the train warning's rule, and bad input."""
+import base64
+import json
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from aft_fast.errors import OptionError
+from aft_fast.models import build, rebuild
+from aft_fast.robustify import RobustifyOptions, choose, measure, robustify
+from aft_fast.robustify.choose import Probe
+from aft_fast.robustify.options import check_all
+from aft_fast.robustify.report import pct, summary_rows
+from aft_fast.train.checkpoint import load_checkpoint
+from aft_fast.train.options import TrainOptions
+from aft_fast.train.pretrained_bn import PretrainedBatchNormWarning, warn_pretrained_batchnorm
+
+BN_ARCH = "model_factories:tiny_bn_cnn"
+TINY = dict(data="synthetic", arch=BN_ARCH, batch_size=32, eval_steps=2, steps=2, eps=0.1,
+            quiet=True, log_every=10**9, device="cpu", workers=0)
+
+
+# ------------------------------------------------------------------ the choices, path by path
+def probe(lr, frozen, clean, robust, n=500):
+    return Probe(lr=lr, frozen_bn=frozen, clean=clean, robust=robust, n=n)
+
+
+def test_pick_takes_the_most_robust():
+    probes = [probe(1e-3, True, 0.80, 0.10), probe(3e-4, True, 0.85, 0.30),
+              probe(1e-3, False, 0.82, 0.20)]
+    c = choose.pick(probes, chance=0.1)
+    assert (c.probe.lr, c.probe.frozen_bn) == (3e-4, True)
+    assert c.tied == ("lr0.0003-bn-frozen",) and not c.collapsed
+
+
+def test_pick_breaks_a_tie_by_clean_accuracy():
+    # 0.300 vs 0.295 on 500 images: well within one sd of a difference (~2.9 points)
+    probes = [probe(1e-3, False, 0.70, 0.300), probe(1e-4, False, 0.85, 0.295)]
+    c = choose.pick(probes, chance=0.1)
+    assert c.probe.lr == 1e-4 and len(c.tied) == 2 and "most accurate clean" in c.why
+
+
+def test_pick_never_takes_a_collapsed_probe():
+    # issue 26's CIFAR ResNet: frozen statistics collapsed it to ~chance, and a constant
+    # predictor is "robust"; the updating probe keeps clean accuracy
+    probes = [probe(3e-4, True, 0.14, 0.14), probe(3e-4, False, 0.80, 0.02)]
+    c = choose.pick(probes, chance=0.1)
+    assert c.probe.frozen_bn is False and c.collapsed == ("lr0.0003-bn-frozen",)
+    assert "collapsed" in c.why
+    assert choose.batchnorm_decision(probes, c).startswith("updating statistics")
+
+
+def test_pick_frozen_when_frozen_measures_better():
+    # EfficientNet-Lite0's case: updating statistics lag the weights
+    probes = [probe(3e-4, True, 0.60, 0.12), probe(3e-4, False, 0.55, 0.03)]
+    c = choose.pick(probes, chance=0.1)
+    assert c.probe.frozen_bn is True
+    assert choose.batchnorm_decision(probes, c).startswith("frozen statistics")
+
+
+def test_pick_excludes_nothing_when_every_probe_is_below_chance():
+    probes = [probe(1e-3, None, 0.05, 0.0), probe(1e-4, None, 0.08, 0.01)]
+    c = choose.pick(probes, chance=0.1)
+    assert c.probe.lr == 1e-4 and not c.collapsed
+    assert choose.batchnorm_decision(probes, c).startswith("not applicable")
+
+
+def test_epochs_from_the_budget_or_the_method():
+    assert choose.epochs(3, 10)[0] == 3
+    assert choose.epochs(None, 10) == (10, "10 (the method's default; --budget sets it)")
+
+
+def test_warnings_for_a_small_budget_and_for_zero_robustness():
+    good = [probe(1e-3, None, 0.8, 0.2)]
+    c = choose.pick(good, chance=0.1)
+    assert choose.warnings(updates=choose.MIN_UPDATES, probes=good, choice=c, eps=0.1) == []
+    few = choose.warnings(updates=47, probes=good, choice=c, eps=0.1)
+    assert len(few) == 1 and "47 weight updates" in few[0]
+    zero = [probe(1e-3, None, 0.8, 0.0)]
+    got = choose.warnings(updates=10**4, probes=zero, choice=choose.pick(zero, chance=0.1),
+                          eps=0.1)
+    assert len(got) == 1 and "no probe reached" in got[0]
+
+
+# ------------------------------------------------------------------ train's warning (step 6)
+def test_train_warns_on_a_pretrained_batchnorm_network_at_aft_default_lr(tmp_path):
+    bn = build(BN_ARCH, 10, in_channels=1)
+    plain = build("small_cnn", 10, in_channels=1)
+    opts = TrainOptions(method="aft", weights="w.pt", arch=BN_ARCH)
+    with pytest.warns(PretrainedBatchNormWarning, match="peak LR 0.001"):
+        assert warn_pretrained_batchnorm(opts, bn)
+    for quiet in (TrainOptions(method="aft", weights="w.pt", lr=3e-4),  # a lower LR
+                  TrainOptions(method="aft", weights=None, allow_scratch=True),  # not pretrained
+                  TrainOptions(method="pgd-at", weights="w.pt")):  # not fine-tuning
+        assert warn_pretrained_batchnorm(quiet, bn) is None
+    assert warn_pretrained_batchnorm(opts, plain) is None  # no BatchNorm
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.fixture
+def weights(tmp_path):
+    path = tmp_path / "pretrained.pt"
+    torch.save(build(BN_ARCH, 10, in_channels=1).model.state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("change, option, message", [
+    (dict(weights=None), "weights", "pass --weights"),
+    (dict(weights="missing.pt"), "weights", "no such file"),
+    (dict(eps=8.0), "eps", "did you mean 8/255"),
+    (dict(eps=0.0), "eps", "must be > 0"),
+    (dict(method="natural"), "method", "makes nothing robust"),
+])
+def test_bad_input_names_the_option(weights, change, option, message):
+    opts = TrainOptions(**{**TINY, "weights": weights, **change})
+    with pytest.raises(OptionError, match=message) as err:
+        check_all(opts, RobustifyOptions())
+    assert err.value.option == option
+
+
+def test_bad_probe_lrs_and_missing_eps_on_the_command_line(weights, tmp_path):
+    with pytest.raises(OptionError) as err:
+        check_all(TrainOptions(**{**TINY, "weights": weights}), RobustifyOptions(probe_lrs="1e-3,x"))
+    assert err.value.option == "probe_lrs"
+    from aft_fast.cli import main
+
+    res = CliRunner().invoke(main, ["robustify", "--weights", weights, "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--eps" in res.output and "is required" in res.output
+
+
+# ------------------------------------------------------------------ one tiny end-to-end run
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("robustify")
+    w = tmp / "pretrained.pt"
+    torch.manual_seed(0)
+    torch.save(build(BN_ARCH, 10, in_channels=1).model.state_dict(), w)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation
+    with pytest.MonkeyPatch.context() as mp:
+        import aft_fast.train.run as run_module
+
+        real = run_module.make_loaders
+        mp.setattr(run_module, "make_loaders", lambda data, **kw: real(
+            data, synthetic_shape=(1, 28, 28), synthetic_size=256, **kw))
+        # the protocol's attacks shortened (the reference AutoAttack is compare's tested code)
+        short = measure.protocol
+        mp.setattr(measure, "protocol", lambda **kw: replace(
+            short(**kw), pgd_steps=3, weak_steps=2, mask_steps=2, aa_steps=2, aa_queries=10))
+        lines = []
+        report = robustify(TrainOptions(**{**TINY, "weights": str(w)}),
+                           RobustifyOptions(out=str(tmp / "out"), budget=1, probe_lrs="1e-3",
+                                            probe_batches=1, probe_images=32, test_images=16,
+                                            pgd_restarts=2, aa_images=2),
+                           command="aft-fast robustify (test)", say=lines.append)
+    torch.set_num_threads(threads)
+    return tmp / "out", report, lines
+
+
+def test_run_follows_its_choice_and_says_why(run):
+    out, report, lines = run
+    c = report["choices"]
+    assert [p["name"] for p in c["probes"]] == ["lr0.001-bn-frozen", "lr0.001-bn-updating"]
+    args = yaml.safe_load((out / "train" / "args.yaml").read_text())
+    assert args["lr"] == c["lr"] and args["freeze_bn_stats"] == c["freeze_bn_stats"]
+    assert args["epochs"] == c["epochs"] == 1
+    assert any(line.startswith("  chosen:") for line in lines)
+    assert c["warnings"] and "weight updates" in c["warnings"][0]  # 8 updates: far too few
+    assert report["held_out_before"]["n"] == 32  # val, never test
+    assert report["test"]["after"]["clean_n"] == 32
+
+
+def test_report_renders_the_json_and_embeds_the_figures(run):
+    out, report, _ = run
+    assert json.loads((out / "report.json").read_text())["choices"] == report["choices"]
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    for row in summary_rows(report):
+        for cell in row[2:]:
+            assert cell in md and cell in page
+    after = report["test"]["after"]
+    for v in (after["clean_acc"], after["pgd_acc"], after["autoattack_acc"]):
+        assert pct(v) in md
+    for p in report["choices"]["probes"]:
+        assert pct(p["clean"]) in md and pct(p["robust"]) in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 4
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    for name in ("before_after", "training", "eps_curve", "choices"):
+        assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert f"figures/{name}.png" in md
+    assert [p["eps"] for p in after["curve"]["points"]][-1] == pytest.approx(0.4)
+    assert "PGD-3 × 2 restarts" in md
+
+
+def test_exports_reload_and_agree_with_the_checkpoint(run):
+    out, report, _ = run
+    from safetensors.torch import load_file
+
+    ckpt = torch.load(out / "train" / "best.pt", weights_only=True)
+    want_model = load_checkpoint(out / "train" / "best.pt", trust_code=True)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        want = want_model(x)
+    for state in (load_file(str(out / "model" / "model.safetensors")),
+                  torch.load(out / "model" / "model.pt", weights_only=True)):
+        net = rebuild(ckpt, trust_code=True).eval()
+        net.model.load_state_dict(state)
+        with torch.no_grad():
+            assert torch.equal(net(x), want)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "model" / "model.onnx"))
+    got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    assert report["exports"]["agrees"]
+    card = (out / "model" / "MODEL_CARD.md").read_text()
+    assert "aft-fast robustify (test)" in card and report["environment"]["commit"] in card
+    assert pct(report["test"]["after"]["autoattack_acc"]) in card and "| 2 |" in card
