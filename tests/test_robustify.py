@@ -195,7 +195,7 @@ def test_report_renders_the_json_and_embeds_the_figures(run):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert f"figures/{name}.png" in md
     assert [p["eps"] for p in after["curve"]["points"]][-1] == pytest.approx(0.4)
-    assert "PGD-3 × 2 restarts" in md
+    assert "PGD-3 × 2 restarts" in md and "AutoAttack (REDUCED settings)" in md
 
 
 def test_exports_reload_and_agree_with_the_checkpoint(run):

@@ -2,7 +2,14 @@
 image counts, how to load the files, the command and the commit."""
 from __future__ import annotations
 
-from aft_fast.robustify.report import pct, pgd_label
+import json
+
+from aft_fast.robustify.report import aa_label, pct, pgd_label
+
+
+def _rounded(values: str) -> list[float]:
+    """A mean/std list without float32 noise (0.449, not 0.4490000009536743)."""
+    return [round(v, 6) for v in json.loads(values)]
 
 
 def model_card(report: dict) -> str:
@@ -28,14 +35,14 @@ def model_card(report: dict) -> str:
         "| measure | images | accuracy |", "|---|---:|---:|",
         f"| clean | {after['clean_n']:,} | {pct(after['clean_acc'])} |",
         f"| {pgd_label(p)} | {after['n']:,} | {pct(after['pgd_acc'])} |",
-        f"| AutoAttack (reference settings) | {after['autoattack_n']:,} | "
+        f"| {aa_label(p)} | {after['autoattack_n']:,} | "
         f"{pct(after['autoattack_acc'])} |", "",
         f"Gradient-masking checks: {'all pass' if after['masking']['all'] else 'NOT all pass'} "
         "(report.md lists each).", "",
         "## Files", "",
         f"- `model.safetensors`, `model.pt`: the plain `{model['arch']}` network's state_dict "
         f"({model['num_classes']} classes); it expects normalised inputs "
-        f"(x - mean) / std with mean {meta['mean']}, std {meta['std']} "
+        f"(x - mean) / std with mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])} "
         f"(also in the safetensors metadata).",
         onnx, "",
         "```python",

@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 from aft_fast.io import atomic_write, write_json, write_text
+from aft_fast.policy import is_autoattack_reference
 from aft_fast.robustify.figures import FIGURES
 
 
@@ -19,13 +20,18 @@ def pgd_label(protocol: dict) -> str:
     return f"PGD-{protocol['pgd_steps']} × {protocol['pgd_restarts']} restarts"
 
 
+def aa_label(protocol: dict) -> str:
+    reference = is_autoattack_reference(steps=protocol["aa_steps"], queries=protocol["aa_queries"])
+    return "AutoAttack (" + ("reference settings" if reference else "REDUCED settings") + ")"
+
+
 def summary_rows(report: dict) -> list[list[str]]:
     """The before/after table: measure (images), before, after."""
     before, after = report["test"]["before"], report["test"]["after"]
     return [["clean", f"{after['clean_n']:,}", pct(before["clean_acc"]), pct(after["clean_acc"])],
             [pgd_label(after["protocol"]), f"{after['n']:,}", pct(before["pgd_acc"]),
              pct(after["pgd_acc"])],
-            ["AutoAttack (reference settings)", f"{after['autoattack_n']:,}",
+            [aa_label(after["protocol"]), f"{after['autoattack_n']:,}",
              pct(before["autoattack_acc"]), pct(after["autoattack_acc"])]]
 
 
