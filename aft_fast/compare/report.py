@@ -218,7 +218,7 @@ def test_split_section(doc: dict, n_eval: int, n_aa: int, run_path: str) -> str:
     split, out = doc["test_split"], doc["options"]["out"]
     return f"""## Test split (for an independent evaluation)
 `{split['data']}`, split `{split['split']}`, {split['count']} images; order: {split['order']}.
-PGD used indices 0..{n_eval - 1}, AutoAttack 0..{n_aa - 1}. SHA-256 of the labels tensor (int64):
+PGD used indices 0..{n_eval - 1}, AutoAttack {f"0..{n_aa - 1}" if n_aa else "none"}. SHA-256 of the labels tensor (int64):
 `{split['labels_sha256']}`; of the images tensor (float32 in [0, 1], N×C×H×W):
 `{split['images_sha256']}`. Checkpoints: `{out}/runs/{run_path}/best.pt`
 (`rift.pt` for RiFT); load with `aft_fast.load_checkpoint(path)`.

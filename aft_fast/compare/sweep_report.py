@@ -93,7 +93,7 @@ fine-tuning method runs round(E/8) epochs from the same budget's parent and, whe
 names a length (`paper_epochs`), also that many (e.g. "AFT, 10 epochs"). Robust accuracy:
 AutoAttack where it was run (`--aa-points {opts['aa_points']}`: {_aa_points(opts['aa_points'])};
 {NOT_RUN} where not), else {pgd}. Clean: all {doc['test_split']['count']} test images; {pgd} and
-the masking check: the first {n_eval}; AutoAttack: the first {n_aa}. Passes / image: the row's
+the masking check: the first {n_eval}; AutoAttack: {f"the first {n_aa}" if n_aa else "none"}. Passes / image: the row's
 own training (its parent's in parentheses, and in its own row); device s{_load(doc)}.
 
 ## The paper's setting (E = {longest})
