@@ -225,12 +225,14 @@ PGD used indices 0..{n_eval - 1}, AutoAttack {f"0..{n_aa - 1}" if n_aa else "non
 """
 
 
-def write(doc: dict, dest) -> None:
+def write(doc: dict, dest, *, summary=aggregate, render=None, draw=None) -> None:
+    """table.json (with `summary(rows)`), table.md (`render`) and the plot (`draw`); the
+    defaults are one budget's, a sweep passes its own (`sweep_report.write`)."""
     dest = Path(dest)
-    doc = {**doc, "summary": aggregate(doc["rows"])}
+    doc = {**doc, "summary": summary(doc["rows"])}
     write_json(doc, dest / "table.json")
-    write_text(markdown(doc), dest / "table.md")
-    plot(doc, dest / plot_name(doc))
+    write_text((render or markdown)(doc), dest / "table.md")
+    (draw or plot)(doc, dest / plot_name(doc))
 
 
 def plot(doc: dict, path) -> None:

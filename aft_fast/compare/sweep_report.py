@@ -4,20 +4,15 @@ accuracy against passes per image and against device seconds, one line per metho
 budgets' means, each seed a point, the frontier marked). Points: `aft_fast.compare.sweep`."""
 from __future__ import annotations
 
-from pathlib import Path
 
-from aft_fast.compare import sweep
+from aft_fast.compare import report, sweep
 from aft_fast.compare.report import (NOT_RUN, _cost, _load, _passes, _pct, _seconds, aggregate,
-                                     percent, plot_name, test_split_section)
-from aft_fast.io import atomic_write, write_json, write_text
+                                     percent, test_split_section)
+from aft_fast.io import atomic_write
 
 
 def write(doc: dict, dest) -> None:
-    dest = Path(dest)
-    doc = {**doc, "summary": summary(doc["rows"])}
-    write_json(doc, dest / "table.json")
-    write_text(markdown(doc), dest / "table.md")
-    plot(doc, dest / plot_name(doc))
+    report.write(doc, dest, summary=summary, render=markdown, draw=plot)
 
 
 def budgets(rows: list[dict]) -> list[int]:
