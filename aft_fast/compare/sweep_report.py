@@ -4,7 +4,6 @@ accuracy against passes per image and against device seconds, one line per metho
 budgets' means, each seed a point, the frontier marked). Points: `aft_fast.compare.sweep`."""
 from __future__ import annotations
 
-
 from aft_fast.compare import report, sweep
 from aft_fast.compare.report import (NOT_RUN, _cost, _load, _passes, _pct, _seconds, aggregate,
                                      percent, test_split_section)
