@@ -24,7 +24,8 @@ def epochs_of(epochs, replays, aft_epochs, arch="small_cnn"):
 def test_budget_rule_free_at_rounds_half_up_and_fine_tuning_takes_an_eighth():
     assert epochs_of(8, 4, None) == {"natural": 8, "pgd-at": 8, "pgd-at+ema": 8, "fast-at": 8,
                                      "free-at": 2, "aft": 1, "aft+ema": 1, "trades": 8,
-                                     "trades-ft": 1, "n-fgsm": 8, "mart": 8, "rift": 1}
+                                     "trades-ft": 1, "n-fgsm": 8, "mart": 8, "yopo": 2,
+                                     "atta": 8, "rift": 1}
     assert epochs_of(10, 4, None)["free-at"] == 3  # 2.5 -> 3: total work 12 >= 10, stated
     assert epochs_of(2, 8, None)["free-at"] == 1  # never below one epoch
     assert epochs_of(24, 8, 5)["aft"] == 5
@@ -50,7 +51,7 @@ def test_cost_counts_passes_per_training_image():
                                                      train_steps=7, replays=4, aft_epochs=None)}
     assert cost == {"natural": 1, "pgd-at": 8, "pgd-at+ema": 8, "free-at": 4, "fast-at": 2,
                     "aft": 8, "aft+ema": 8, "trades": 9, "trades-ft": 9, "n-fgsm": 2, "mart": 9,
-                    "rift": 1}
+                    "yopo": 6.2, "atta": 2, "rift": 1}
 
 
 def test_rift_cost_counts_its_mrc_and_alpha_search(tmp_path):
