@@ -87,7 +87,10 @@ def _load_state(state_path: Path, sha: str, weights_sha: str, n_test: int, say) 
         say(f"    {state_path}: cached stage(s) {', '.join(map(str, dropped))} {why}: "
             "evaluating again")
     # another checkpoint (or none yet): start again
-    return {"checkpoint_sha256": sha, "weights_sha256": weights_sha, "stages": kept}
+    fresh = {"checkpoint_sha256": sha, "weights_sha256": weights_sha, "stages": kept}
+    if kept and state.get("shared_with"):  # a twin's stages were adopted: the row still says so
+        fresh["shared_with"] = str(state["shared_with"])
+    return fresh
 
 
 def _save_state(state: dict, state_path: Path) -> None:
