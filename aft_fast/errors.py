@@ -52,6 +52,13 @@ def check_pixels(option: str, value) -> None:
           f"must be in [0, 1] (pixel units of [0, 1] images), got {value:g}{hint}")
 
 
+def show_pixels(value: float) -> str:
+    """A pixel-unit value as a person types it (what `parse_pixels` reads): 8/255 rather than
+    0.0313725..."""
+    k = value * 255
+    return f"{round(k)}/255" if value and abs(k - round(k)) < 1e-6 else f"{value:g}"
+
+
 def parse_pixels(value, option: str = "eps") -> float:
     """A float, or a fraction written as in papers: "8/255" (OptionError naming `option` else)."""
     if isinstance(value, (int, float)):

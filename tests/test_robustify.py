@@ -27,21 +27,21 @@ TINY = dict(data="synthetic", arch=BN_ARCH, batch_size=32, eval_steps=2, steps=2
 
 
 # ------------------------------------------------------------------ the choices, path by path
-def probe(lr, frozen, clean, robust, n=500):
-    return Probe(lr=lr, frozen_bn=frozen, clean=clean, robust=robust, n=n)
+def probe(lr, bn, clean, robust, n=500):
+    return Probe(lr=lr, bn=bn, clean=clean, robust=robust, n=n)
 
 
 def test_pick_takes_the_most_robust():
-    probes = [probe(1e-3, True, 0.80, 0.10), probe(3e-4, True, 0.85, 0.30),
-              probe(1e-3, False, 0.82, 0.20)]
+    probes = [probe(1e-3, "frozen", 0.80, 0.10), probe(3e-4, "frozen", 0.85, 0.30),
+              probe(1e-3, "updating", 0.82, 0.20)]
     c = choose.pick(probes, chance=0.1)
-    assert (c.probe.lr, c.probe.frozen_bn) == (3e-4, True)
+    assert (c.probe.lr, c.probe.bn) == (3e-4, "frozen")
     assert c.tied == ("lr0.0003-bn-frozen",) and not c.collapsed
 
 
 def test_pick_breaks_a_tie_by_clean_accuracy():
     # 0.300 vs 0.295 on 500 images: well within one sd of a difference (~2.9 points)
-    probes = [probe(1e-3, False, 0.70, 0.300), probe(1e-4, False, 0.85, 0.295)]
+    probes = [probe(1e-3, "updating", 0.70, 0.300), probe(1e-4, "updating", 0.85, 0.295)]
     c = choose.pick(probes, chance=0.1)
     assert c.probe.lr == 1e-4 and len(c.tied) == 2 and "most accurate clean" in c.why
 
@@ -49,19 +49,33 @@ def test_pick_breaks_a_tie_by_clean_accuracy():
 def test_pick_never_takes_a_collapsed_probe():
     # issue 26's CIFAR ResNet: frozen statistics collapsed it to ~chance, and a constant
     # predictor is "robust"; the updating probe keeps clean accuracy
-    probes = [probe(3e-4, True, 0.14, 0.14), probe(3e-4, False, 0.80, 0.02)]
+    probes = [probe(3e-4, "frozen", 0.14, 0.14), probe(3e-4, "updating", 0.80, 0.02)]
     c = choose.pick(probes, chance=0.1)
-    assert c.probe.frozen_bn is False and c.collapsed == ("lr0.0003-bn-frozen",)
+    assert c.probe.bn == "updating" and c.collapsed == ("lr0.0003-bn-frozen",)
     assert "collapsed" in c.why
     assert choose.batchnorm_decision(probes, c).startswith("updating statistics")
 
 
 def test_pick_frozen_when_frozen_measures_better():
     # EfficientNet-Lite0's case: updating statistics lag the weights
-    probes = [probe(3e-4, True, 0.60, 0.12), probe(3e-4, False, 0.55, 0.03)]
+    probes = [probe(3e-4, "frozen", 0.60, 0.12), probe(3e-4, "updating", 0.55, 0.03)]
     c = choose.pick(probes, chance=0.1)
-    assert c.probe.frozen_bn is True
+    assert c.probe.bn == "frozen" and c.probe.freeze_bn_stats
     assert choose.batchnorm_decision(probes, c).startswith("frozen statistics")
+
+
+def test_pick_reestimated_when_it_measures_better():
+    # frozen statistics kept the clean images' statistics; re-estimated on the adversarial
+    # examples the fine-tune trained on, the same weights score higher
+    probes = [probe(3e-4, "frozen", 0.60, 0.12), probe(3e-4, "reestimated", 0.62, 0.20),
+              probe(3e-4, "updating", 0.55, 0.03)]
+    c = choose.pick(probes, chance=0.1)
+    assert c.probe.bn == "reestimated" and c.probe.freeze_bn_stats  # the fine-tune runs frozen
+    assert c.probe.name == "lr0.0003-bn-reestimated"
+    decision = choose.batchnorm_decision(probes, c)
+    assert decision.startswith("reestimated statistics") and "updating: best 3.0%" in decision
+    record = choose.as_record(probes, c)
+    assert record["reestimate_bn"] and record["freeze_bn_stats"] and record["bn"] == "reestimated"
 
 
 def test_pick_excludes_nothing_when_every_probe_is_below_chance():
@@ -153,10 +167,16 @@ def run(tmp_path_factory):
         short = measure.protocol
         mp.setattr(measure, "protocol", lambda **kw: replace(
             short(**kw), pgd_steps=3, weak_steps=2, mask_steps=2, aa_steps=2, aa_queries=10))
+        # the path that does most: re-estimated statistics (every choice path is tested above
+        # on constructed probes)
+        pick = choose.pick
+        mp.setattr(choose, "pick", lambda probes, chance: pick(
+            [p for p in probes if p.bn == "reestimated"], chance))
         lines = []
         report = robustify(TrainOptions(**{**TINY, "weights": str(w)}),
                            RobustifyOptions(out=str(tmp / "out"), budget=1, probe_lrs="1e-3",
                                             probe_batches=1, probe_images=32, test_images=16,
+                                            bn_batches=2,
                                             pgd_restarts=2, aa_images=2),
                            command="aft-fast robustify (test)", say=lines.append)
     torch.set_num_threads(threads)
@@ -166,7 +186,8 @@ def run(tmp_path_factory):
 def test_run_follows_its_choice_and_says_why(run):
     out, report, lines = run
     c = report["choices"]
-    assert [p["name"] for p in c["probes"]] == ["lr0.001-bn-frozen", "lr0.001-bn-updating"]
+    assert [p["name"] for p in c["probes"]] == ["lr0.001-bn-frozen", "lr0.001-bn-reestimated",
+                                                "lr0.001-bn-updating"]
     args = yaml.safe_load((out / "train" / "args.yaml").read_text())
     assert args["lr"] == c["lr"] and args["freeze_bn_stats"] == c["freeze_bn_stats"]
     assert args["epochs"] == c["epochs"] == 1
@@ -174,6 +195,21 @@ def test_run_follows_its_choice_and_says_why(run):
     assert c["warnings"] and "weight updates" in c["warnings"][0]  # 8 updates: far too few
     assert report["held_out_before"]["n"] == 32  # val, never test
     assert report["test"]["after"]["clean_n"] == 32
+
+
+def test_run_reestimates_the_statistics_of_what_it_evaluates_and_exports(run):
+    out, report, lines = run
+    assert report["choices"]["chosen"] == "lr0.001-bn-reestimated"
+    assert report["choices"]["reestimated"]["images"] == 64  # --bn-batches 2 of 32
+    assert report["training"]["checkpoint"] == str(out / "train" / "best-bn-reestimated.pt")
+    trained = torch.load(out / "train" / "best.pt", weights_only=True)["model"]
+    shipped = torch.load(report["training"]["checkpoint"], weights_only=True)["model"]
+    stats = [k for k in trained if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(not torch.equal(trained[k], shipped[k]) for k in stats)
+    assert all(torch.equal(trained[k], shipped[k]) for k in trained
+               if k not in stats and not k.endswith("num_batches_tracked"))
+    assert any("re-estimating" in line for line in lines)
+    assert "re-estimated after the fine-tune on 64" in (out / "report.md").read_text()
 
 
 def test_report_renders_the_json_and_embeds_the_figures(run):
@@ -202,8 +238,9 @@ def test_exports_reload_and_agree_with_the_checkpoint(run):
     out, report, _ = run
     from safetensors.torch import load_file
 
-    ckpt = torch.load(out / "train" / "best.pt", weights_only=True)
-    want_model = load_checkpoint(out / "train" / "best.pt", trust_code=True)
+    shipped = report["training"]["checkpoint"]  # best.pt, its statistics re-estimated
+    ckpt = torch.load(shipped, weights_only=True)
+    want_model = load_checkpoint(shipped, trust_code=True)
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
         want = want_model(x)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from aft_fast.errors import OptionError, parse_pixels
+from aft_fast.errors import OptionError, parse_pixels, show_pixels
 from aft_fast.fast_path import (AMP_HELP, AMP_SETTINGS, CHANNELS_LAST_HELP,
                                 CHANNELS_LAST_SETTINGS)
 
@@ -126,12 +126,6 @@ FRACTION = Parsed("number", parse_pixels, float)  # a number, or a fraction as p
 YAML_MAPPING = Parsed("mapping", parse_mapping, dict)
 
 
-def show_fraction(value: float) -> str:
-    """A default as a person types it: 8/255 rather than 0.0313725..."""
-    k = value * 255
-    return f"{round(k)}/255" if value and abs(k - round(k)) < 1e-6 else f"{value:g}"
-
-
 def _click_type(name: str, kind, choices: dict, types: dict, meta):
     """A field's click type: given by the command, else from its declaration (`options.option`:
     choices, pixel units), else from its annotation."""
@@ -191,7 +185,7 @@ def options_from_dataclass(cls, *, help: dict | None = None, choices: dict | Non
             kind = _click_type(f.name, hints[f.name], choices or {}, types or {}, f.metadata)
             default = f.default  # a radius shows as typed (8/255); the type converts it back
             if kind is FRACTION and isinstance(default, float):
-                default = show_fraction(default)
+                default = show_pixels(default)
             bare = {"is_flag": False, "flag_value": flag_values[f.name]} \
                 if f.name in flag_values else {}
             fn = click.option(flag, type=kind, default=default,

@@ -9,9 +9,10 @@ import click
 
 from aft_fast.commands.common import (FAST_PATH_FLAGS, FAST_PATH_HELP, FAST_PATH_TYPES, FRACTION,
                                       config_option, options_from_dataclass,
-                                      reports_library_errors, show_fraction)
+                                      reports_library_errors)
 from aft_fast.compare.options import CompareOptions
 from aft_fast.compare.recipes import ROW_NAMES
+from aft_fast.errors import show_pixels
 from aft_fast.policy import AA_POINTS
 
 HELP = {
@@ -120,6 +121,6 @@ def _command_line(ctx: click.Context) -> str:
         if isinstance(value, tuple):
             value = ",".join(map(str, value))
         elif param.type is FRACTION:
-            value = show_fraction(value)
+            value = show_pixels(value)
         parts += [flag, str(value)]
     return " ".join(shlex.quote(p) for p in parts)

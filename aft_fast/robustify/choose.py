@@ -4,6 +4,9 @@ tested with constructed probe results).
 - **Collapse.** A probe whose held-out clean accuracy kept less than half of the best probe's
   accuracy above chance lost what the pretrained model knew; it is never chosen, however robust
   (a model that predicts one class is "robust": its clean and robust accuracy are equal).
+- **BatchNorm.** A BatchNorm network's probes try each handling of the running statistics
+  (HANDLINGS): frozen, updating, and re-estimated (frozen during the fine-tune, then recomputed
+  on adversarial training examples: `batchnorm.py`); the probes decide, not a rule.
 - **Pick.** Of the others, the highest held-out robust accuracy; probes within `tolerance` of
   it (one standard deviation of a difference of two accuracies on the probe images, at least
   half a point) are a tie, broken by clean accuracy. The BatchNorm handling and the peak LR are
@@ -24,11 +27,17 @@ ZERO = 0.01  # robust accuracy of at most this on the probe images is "about zer
 MIN_TOLERANCE = 0.005
 
 
+# How a BatchNorm network's running statistics are handled, and how each is shown.
+HANDLINGS = {"frozen": "BatchNorm statistics frozen",
+             "updating": "BatchNorm statistics updating",
+             "reestimated": "BatchNorm statistics frozen, then re-estimated"}
+
+
 @dataclass(frozen=True)
 class Probe:
     """One short fine-tune and its held-out scores."""
     lr: float
-    frozen_bn: bool | None  # None: the network has no BatchNorm layer
+    bn: str | None  # a HANDLINGS key; None: the network has no BatchNorm layer
     clean: float
     robust: float
     n: int  # held-out images scored
@@ -37,13 +46,15 @@ class Probe:
 
     @property
     def name(self) -> str:
-        bn = "" if self.frozen_bn is None else ("-bn-frozen" if self.frozen_bn else "-bn-updating")
-        return f"lr{self.lr:g}{bn}"
+        return f"lr{self.lr:g}" + ("" if self.bn is None else f"-bn-{self.bn}")
+
+    @property
+    def freeze_bn_stats(self) -> bool:
+        """Whether the fine-tune keeps the running statistics fixed (re-estimated ones too)."""
+        return self.bn in ("frozen", "reestimated")
 
     def describe(self) -> str:
-        bn = "" if self.frozen_bn is None else (
-            ", BatchNorm statistics frozen" if self.frozen_bn else ", BatchNorm statistics updating")
-        return f"peak LR {self.lr:g}{bn}"
+        return f"peak LR {self.lr:g}" + ("" if self.bn is None else f", {HANDLINGS[self.bn]}")
 
 
 @dataclass(frozen=True)
@@ -87,19 +98,20 @@ def pick(probes: list[Probe], chance: float) -> Choice:
 
 def batchnorm_decision(probes: list[Probe], choice: Choice) -> str:
     """The BatchNorm handling chosen, with the best probe of each handling."""
-    if choice.probe.frozen_bn is None:
+    if choice.probe.bn is None:
         return "not applicable: the network has no BatchNorm layer"
     best = {}
-    for frozen in (True, False):
-        mine = [p for p in probes if p.frozen_bn is frozen and p.name not in choice.collapsed]
-        best[frozen] = max(mine, key=lambda p: (p.robust, p.clean)) if mine else None
+    for bn in HANDLINGS:
+        mine = [p for p in probes if p.bn == bn and p.name not in choice.collapsed]
+        if mine or any(p.bn == bn for p in probes):
+            best[bn] = max(mine, key=lambda p: (p.robust, p.clean)) if mine else None
 
     def show(p):
         return "all collapsed" if p is None else \
             f"best {100 * p.robust:.1f}% robust / {100 * p.clean:.1f}% clean at LR {p.lr:g}"
 
-    kind = "frozen" if choice.probe.frozen_bn else "updating"
-    return (f"{kind} statistics (frozen: {show(best[True])}; updating: {show(best[False])})")
+    return (f"{choice.probe.bn} statistics ("
+            + "; ".join(f"{bn}: {show(p)}" for bn, p in best.items()) + ")")
 
 
 def epochs(budget: int | None, method_default: int) -> tuple[int, str]:
@@ -124,6 +136,7 @@ def as_record(probes: list[Probe], choice: Choice) -> dict:
     return {"probes": [{**asdict(p), "name": p.name, "collapsed": p.name in choice.collapsed}
                        for p in probes],
             "chosen": choice.probe.name, "lr": choice.probe.lr,
-            "freeze_bn_stats": bool(choice.probe.frozen_bn), "tolerance": choice.tolerance,
+            "bn": choice.probe.bn, "freeze_bn_stats": choice.probe.freeze_bn_stats,
+            "reestimate_bn": choice.probe.bn == "reestimated", "tolerance": choice.tolerance,
             "tied": list(choice.tied), "collapsed": list(choice.collapsed), "why": choice.why,
             "batchnorm": batchnorm_decision(probes, choice)}

@@ -28,6 +28,10 @@ class RobustifyOptions:
     probe_batches: int = option(
         30, "Training batches of each probe (the first of a fixed subset of the training split).",
         low=1)
+    bn_batches: int = option(
+        100, "Training batches whose adversarial examples re-estimate the BatchNorm statistics "
+        "after the fine-tune, when the probes chose that handling (a probe re-estimates on its "
+        "own batches).", low=1)
     probe_images: int = option(
         512, "Held-out images (val: carved from the training data, never test) that score the "
         "model as given and each probe.", low=1)

@@ -19,11 +19,12 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from aft_fast.commands.common import show_fraction
+import torch
+
 from aft_fast.compare.protocol import split_tensors
-from aft_fast.errors import OptionError
+from aft_fast.errors import OptionError, show_pixels
 from aft_fast.io import write_text
-from aft_fast.robustify import choose, measure, report as report_files
+from aft_fast.robustify import batchnorm as bn_stats, choose, measure, report as report_files
 from aft_fast.robustify.card import model_card
 from aft_fast.robustify.export import export
 from aft_fast.robustify.options import RobustifyOptions, check_all
@@ -34,6 +35,7 @@ from aft_fast.train.options import TrainOptions
 from aft_fast.train.pretrained_bn import PretrainedBatchNormWarning, has_batchnorm
 from aft_fast.train.run import build_model, open_data, seed_everything, train
 
+REESTIMATED = "best-bn-reestimated.pt"  # best.pt with re-estimated BatchNorm statistics
 ROW_KEYS = ("epoch", "lr", "train_loss", "val_clean_acc", "val_robust_acc", "epoch_seconds")
 
 
@@ -63,13 +65,14 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     seconds["measure"] = _lap(clock, seconds)
 
     say("2/5 choosing the recipe from short probes on held-out training data")
+    method = base.method_class()(eps=base.eps, steps=base.steps, **base.method_kwargs())
     extra = {} if probe is None else {"probe": probe}
     probes = run_probes(base, out / "probes", lrs=opts.lrs(), batchnorm=batchnorm,
                         batches=opts.probe_batches, images=opts.probe_images, scored=held["n"],
-                        train_size=spec.train_size, say=say, **extra)
+                        train_size=spec.train_size, attack=method.attack_config(), say=say,
+                        **extra)
     # chance among the data's classes (with a class map: the folder's, not the head's 1000)
     choice = choose.pick(probes, chance=1 / len(spec.class_indices or range(spec.num_classes)))
-    method = base.method_class()(eps=base.eps, steps=base.steps, **base.method_kwargs())
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
     alerts = choose.warnings(updates=updates, probes=probes, choice=choice, eps=base.eps)
@@ -81,12 +84,19 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     seconds["probes"] = _lap(clock, seconds)
 
     say(f"3/5 fine-tuning with {base.method} into {base.out}")
-    run_opts = replace(base, lr=choice.probe.lr, freeze_bn_stats=bool(choice.probe.frozen_bn),
+    run_opts = replace(base, lr=choice.probe.lr, freeze_bn_stats=choice.probe.freeze_bn_stats,
                        epochs=epochs)
     with warnings.catch_warnings():  # the probes measured what that warning guesses at
         warnings.simplefilter("ignore", PretrainedBatchNormWarning)
         run = train(run_opts)
     best = str(out / "train" / "best.pt")
+    if choice.probe.bn == "reestimated":
+        say(f"  re-estimating the BatchNorm statistics on {opts.bn_batches} training batches")
+        torch.manual_seed(base.seed)
+        choices["reestimated"] = bn_stats.reestimated_checkpoint(
+            best, out / "train" / REESTIMATED, loaders.train, method.attack_config(),
+            batches=opts.bn_batches, device=device)
+        best = str(out / "train" / REESTIMATED)
     seconds["train"] = _lap(clock, seconds)
 
     say("4/5 evaluating before and after on the test split")
@@ -110,10 +120,11 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
                   "batchnorm": batchnorm, "input_size": spec.image_size},
         "data": {"data": base.data, "class_map": base.class_map, "train_images": spec.train_size,
                  "val_images": loaders.val.num_samples, "test_images": len(y)},
-        "threat": {"eps": base.eps, "eps_text": show_fraction(base.eps), "norm": "Linf",
+        "threat": {"eps": base.eps, "eps_text": show_pixels(base.eps), "norm": "Linf",
                    "train_attack": f"PGD-{base.steps}"},
         "held_out_before": held, "choices": choices,
         "training": {"run_dir": base.out, "method": base.method, "best": run["best"],
+                     "checkpoint": best,
                      "rows": [{k: r.get(k) for k in ROW_KEYS} for r in run["rows"]]},
         "test": test, "exports": exports}
     seconds["report"] = _lap(clock, seconds)

@@ -49,6 +49,9 @@ def choice_lines(report: dict) -> list[str]:
             f"{pct(held['clean'])}, robust {pct(held['robust'])}",
             f"peak LR: {c['lr']:g} ({c['why']})",
             f"BatchNorm: {c['batchnorm']}",
+            *([f"BatchNorm statistics re-estimated after the fine-tune on "
+               f"{c['reestimated']['images']:,} training images' {c['reestimated']['attack']} "
+               f"examples (the model evaluated and exported)"] if c.get("reestimated") else []),
             f"epochs: {c['epochs_why']}; {c['updates']:,} weight updates",
             *[f"**warning**: {w}" for w in c["warnings"]]]
 

@@ -12,7 +12,8 @@ perturbation) and "progress" (the next batch to run: "epoch", "batch", that epoc
 see `aft_fast.train.state`) make `--resume` exact for every method, also mid-epoch. "ema" (None
 without `--ema`) is the weight average (`train.ema`: its "model", "decay" and "updates"); it is
 what `checkpoint_weights` gives every reader (load_checkpoint, eval, export, --weights, RiFT,
-compare) unless the raw weights are asked for.
+compare) unless the raw weights are asked for. A copy robustify writes with re-estimated BatchNorm
+statistics also has "batchnorm_reestimated" (how; `robustify.batchnorm`).
 
 Written atomically (temporary file + rename): a killed run leaves the previous checkpoint intact.
 """
