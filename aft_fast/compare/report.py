@@ -168,10 +168,17 @@ def markdown(doc: dict) -> str:
                if opts.get("report_only") and any("seed" in s for s in doc["skipped"]) else "")
     skipped = "".join(f"\n- {s['key']}{' (seed %d)' % s['seed'] if 'seed' in s else ''} not in "
                       f"the table: {s['reason']}." for s in doc["skipped"])
+    later = "".join(
+        f"\n{', '.join(labels[k] for k in g['keys'])}: added later (`compare/merge.py`, the same "
+        f"options, protocol and test split) from `{g['command']}`; {g['device']}, torch "
+        f"{g['torch']}, commit {g['commit']}, {g['date_utc']} UTC"
+        + (f", load {' / '.join(f'{v:g}' for v in g['load_average'])}" if g["load_average"]
+           else "") + "."
+        for g in doc.get("later_rows", []))
     return f"""# {opts['data']}, {opts['arch']}, l∞ ε = {opts['eps']:g}: method comparison
 
 Command: `{doc['command']}`{partial}
-Device: {env['device']}, torch {env['torch']}, commit {env['commit']}, {doc['date_utc']} UTC.
+Device: {env['device']}, torch {env['torch']}, commit {env['commit']}, {doc['date_utc']} UTC.{later}
 Seeds: {', '.join(map(str, opts['seeds']))} (mean ± sample sd over the {n_seeds} seed(s); each seed below).
 
 {head}
