@@ -4,6 +4,7 @@ and exports are checked, the train warning's rule, and bad input."""
 import base64
 import json
 import re
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -149,12 +150,8 @@ def test_bad_probe_lrs_and_missing_eps_on_the_command_line(weights, tmp_path):
 
 
 # ------------------------------------------------------------------ one tiny end-to-end run
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("robustify")
-    w = tmp / "pretrained.pt"
-    torch.manual_seed(0)
-    torch.save(build(BN_ARCH, 10, in_channels=1).model.state_dict(), w)
+def tiny_robustify(weights, out, *, resume=False, overwrite=False):
+    """robustify on tiny synthetic data, shortened attacks, re-estimation chosen."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation
     with pytest.MonkeyPatch.context() as mp:
@@ -173,13 +170,24 @@ def run(tmp_path_factory):
         mp.setattr(choose, "pick", lambda probes, chance: pick(
             [p for p in probes if p.bn == "reestimated"], chance))
         lines = []
-        report = robustify(TrainOptions(**{**TINY, "weights": str(w)}),
-                           RobustifyOptions(out=str(tmp / "out"), budget=1, probe_lrs="1e-3",
+        report = robustify(TrainOptions(**{**TINY, "weights": str(weights),
+                                           "overwrite": overwrite}),
+                           RobustifyOptions(out=str(out), budget=1, probe_lrs="1e-3",
                                             probe_batches=1, probe_images=32, test_images=16,
-                                            bn_batches=2,
-                                            pgd_restarts=2, aa_images=2),
+                                            bn_batches=2, pgd_restarts=2, aa_images=2,
+                                            resume=resume),
                            command="aft-fast robustify (test)", say=lines.append)
     torch.set_num_threads(threads)
+    return report, lines
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("robustify")
+    w = tmp / "pretrained.pt"
+    torch.manual_seed(0)
+    torch.save(build(BN_ARCH, 10, in_channels=1).model.state_dict(), w)
+    report, lines = tiny_robustify(w, tmp / "out")
     return tmp / "out", report, lines
 
 
@@ -259,3 +267,47 @@ def test_exports_reload_and_agree_with_the_checkpoint(run):
     card = (out / "model" / "MODEL_CARD.md").read_text()
     assert "aft-fast robustify (test)" in card and report["environment"]["commit"] in card
     assert pct(report["test"]["after"]["autoattack_acc"]) in card and "| 2 |" in card
+
+
+# ------------------------------------------------------------------ nothing lost
+def test_an_interrupted_run_goes_on_with_resume_and_trains_nothing_again(run, tmp_path):
+    out, report, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / "report.json").unlink()  # killed during the evaluation, after the fine-tune
+    runs = sorted(copy.glob("**/last.pt"))
+    assert len(runs) == 3  # two probes and the fine-tune
+    stamps = [(p.stat().st_mtime_ns, p.read_bytes()) for p in runs]
+    weights = out.parent / "pretrained.pt"
+    with pytest.raises(OptionError, match="unfinished robustify run") as err:
+        tiny_robustify(weights, copy)  # neither --resume nor --overwrite: refused before work
+    assert err.value.option == "out"
+    again, lines = tiny_robustify(weights, copy, resume=True)
+    assert [(p.stat().st_mtime_ns, p.read_bytes()) for p in runs] == stamps
+    assert any("resuming the fine-tune" in line for line in lines)
+    def scores(r):  # the re-estimated scoring is recomputed (its seconds differ), alike
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in r["choices"]["probes"]]
+
+    assert scores(again) == scores(report)
+    assert again["training"]["rows"] == report["training"]["rows"]
+    assert again["test"]["after"]["clean_acc"] == report["test"]["after"]["clean_acc"]
+    assert (copy / "report.json").exists()
+
+
+@pytest.mark.parametrize("state, flags, option, message", [
+    ("finished", {}, "out", "finished robustify run"),
+    ("empty", {"resume": True}, "resume", "no robustify run to go on from"),
+    ("started", {}, "out", "pass --resume"),
+    ("started", {"resume": True, "overwrite": True}, "resume", "pass one of them"),
+])
+def test_out_refuses_what_would_replace_or_invent_a_run(tmp_path, state, flags, option, message):
+    from aft_fast.robustify.options import check_out
+
+    if state in ("finished", "started"):
+        (tmp_path / "train").mkdir()
+    if state == "finished":
+        (tmp_path / "report.json").write_text("{}")
+    with pytest.raises(OptionError, match=message) as err:
+        check_out(tmp_path, resume=flags.get("resume", False),
+                  overwrite=flags.get("overwrite", False))
+    assert err.value.option == option

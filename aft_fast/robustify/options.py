@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from aft_fast.errors import OptionError, check
 from aft_fast.models import weights_path
@@ -39,6 +40,10 @@ class RobustifyOptions:
         1000, "Test images of PGD-50, the masking check and the accuracy-vs-eps curve (clean "
         "accuracy: the whole test split).", low=1)
     pgd_restarts: int = option(5, "Random restarts of the final PGD-50.", low=1)
+    resume: bool = option(
+        False, "Go on from an interrupted robustify in --out: finished probes are read back, an "
+        "unfinished one and the fine-tune resume from their last.pt (train --resume, exact); "
+        "the evaluation runs again.")
     aa_images: int = option(
         100, f"AutoAttack (reference settings) on the first N test images; on a CPU about "
         f"{CPU_AA_SECONDS:g} s an image for a small CNN, more for larger networks.", low=1)
@@ -60,6 +65,7 @@ def check_all(train: TrainOptions, opts: RobustifyOptions) -> None:
     check_declared(opts)
     opts.lrs()
     check(bool(str(opts.out).strip()), "out", "is empty: name the output folder")
+    check_out(Path(opts.out), resume=opts.resume, overwrite=train.overwrite)
     check(bool(train.weights), "weights", "robustify makes a pretrained model robust: pass "
           "--weights PATH (a state_dict, .safetensors or an aft_fast checkpoint)")
     if not os.path.isfile(weights_path(train.arch, train.weights)):
@@ -70,3 +76,24 @@ def check_all(train: TrainOptions, opts: RobustifyOptions) -> None:
     check(train.eps is not None and train.eps > 0, "eps",
           "must be > 0: the l∞ radius to make the model robust at, e.g. 2/255 or 8/255")
     train.check()
+
+
+def started(out: Path) -> bool:
+    """Whether `out` holds a robustify run's probes or fine-tune (finished or not)."""
+    return (out / "probes").is_dir() or (out / "train").is_dir()
+
+
+def check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """What is in --out decides what may run there: nothing of a run is replaced unasked."""
+    check(not (resume and overwrite), "resume", "goes on from the run in --out, which "
+          "--overwrite starts again: pass one of them")
+    if (out / "report.json").exists():
+        check(overwrite, "out", f"{out} holds a finished robustify run (report.json): pass "
+              "--overwrite to run it again, or another --out")
+    elif resume:
+        check(started(out), "resume", f"{out} holds no robustify run to go on from: start "
+              "without --resume")
+    elif started(out):
+        check(overwrite, "out", f"{out} holds an unfinished robustify run: pass --resume to go "
+              "on from it (finished probes and training epochs are kept), --overwrite to start "
+              "again, or another --out")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from aft_fast.compare.protocol import split_tensors
-from aft_fast.errors import OptionError, show_pixels
+from aft_fast.errors import show_pixels
 from aft_fast.io import write_text
 from aft_fast.robustify import batchnorm as bn_stats, choose, measure, report as report_files
 from aft_fast.robustify.card import model_card
@@ -43,11 +43,8 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
               say=print, probe=None) -> dict:
     """Run the five steps into `opts.out`; returns the report (also OUT/report.json).
     `probe`: runs one probe (tests replace it; default `probe.run_probe`)."""
-    check_all(train_opts, opts)
+    check_all(train_opts, opts)  # --out's state included: nothing finished is replaced unasked
     out = Path(opts.out)
-    if (out / "report.json").exists() and not train_opts.overwrite:
-        raise OptionError("out", f"{out} holds a robustify report already: pass --overwrite to "
-                          "replace it, or another --out")
     clock, seconds = time.perf_counter(), {}
     device = pick_device(train_opts.device)
     seed_everything(train_opts.seed)
@@ -69,8 +66,8 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     extra = {} if probe is None else {"probe": probe}
     probes = run_probes(base, out / "probes", lrs=opts.lrs(), batchnorm=batchnorm,
                         batches=opts.probe_batches, images=opts.probe_images, scored=held["n"],
-                        train_size=spec.train_size, attack=method.attack_config(), say=say,
-                        **extra)
+                        train_size=spec.train_size, attack=method.attack_config(),
+                        resume=opts.resume, say=say, **extra)
     # chance among the data's classes (with a class map: the folder's, not the head's 1000)
     choice = choose.pick(probes, chance=1 / len(spec.class_indices or range(spec.num_classes)))
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
@@ -84,8 +81,11 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     seconds["probes"] = _lap(clock, seconds)
 
     say(f"3/5 fine-tuning with {base.method} into {base.out}")
+    going_on = opts.resume and (out / "train" / "last.pt").is_file()
     run_opts = replace(base, lr=choice.probe.lr, freeze_bn_stats=choice.probe.freeze_bn_stats,
-                       epochs=epochs)
+                       epochs=epochs, resume=going_on, overwrite=not going_on)
+    if going_on:
+        say("  resuming the fine-tune from its last.pt")
     with warnings.catch_warnings():  # the probes measured what that warning guesses at
         warnings.simplefilter("ignore", PretrainedBatchNormWarning)
         run = train(run_opts)

@@ -43,12 +43,14 @@ def probe_images(base: TrainOptions, batches: int) -> int:
 
 
 def probe_options(base: TrainOptions, out: Path, lr: float, bn: str | None, *,
-                  batches: int, images: int) -> TrainOptions:
+                  batches: int, images: int, resume: bool = False) -> TrainOptions:
+    """A probe's train options; `resume`: go on from (or read back) the run already in `out`."""
+    going_on = resume and (out / "last.pt").is_file()
     return replace(base, out=str(out), lr=lr, freeze_bn_stats=bn == "frozen", epochs=1,
                    schedule="constant", schedule_params=None,
                    train_images=probe_images(base, batches), eval_images=images,
                    eval_full=False, eval_max_batches=None, save_every=None, quiet=True,
-                   resume=False, overwrite=True)
+                   resume=going_on, overwrite=not going_on)
 
 
 def run_probe(opts: TrainOptions, lr: float, bn: str | None, *, batches: int,
@@ -78,11 +80,12 @@ def run_reestimated(opts: TrainOptions, frozen: Probe, attack) -> Probe:
 
 
 def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bool, batches: int,
-               images: int, scored: int, train_size: int, attack, say=print,
-               probe=run_probe, reestimated=run_reestimated) -> list[Probe]:
+               images: int, scored: int, train_size: int, attack, resume: bool = False,
+               say=print, probe=run_probe, reestimated=run_reestimated) -> list[Probe]:
     """Every candidate's probe, in order (each frozen one followed by its re-estimated
     scoring); `probe` trains and scores one, `reestimated` re-scores one (tests replace them).
-    `attack`: the AttackConfig of the method's training examples."""
+    `attack`: the AttackConfig of the method's training examples; `resume`: a probe whose run
+    is in `out` already goes on from it (a finished one is read back, not trained again)."""
     todo = candidates(lrs, batchnorm)
     ran = math.ceil(min(probe_images(base, batches), train_size) / base.batch_size)
     done = []
@@ -95,7 +98,7 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
 
     for lr, bn in todo:
         opts = probe_options(base, out / Probe(lr, bn, 0, 0, 0).name, lr, bn, batches=batches,
-                             images=images)
+                             images=images, resume=resume)
         show(probe(opts, lr, bn, batches=ran, scored=scored))
         if bn == "frozen":
             show(reestimated(opts, done[-1], attack))
