@@ -24,6 +24,7 @@ def pair():
     other["command"] = "aft-fast compare --methods new-pgd-at (test)"
     other["environment"] = {**other["environment"], "commit": "abc123"}
     other["options"]["out"] = "elsewhere"  # how it was run: may differ
+    other["options"]["epochs"] = [table["options"]["epochs"]]  # today's form of one budget
     return table, other
 
 

@@ -23,7 +23,7 @@ def differences(table: dict, other: dict) -> list[str]:
     """What the two documents measured differently (empty: their rows can share one table)."""
     out = []
     for key in MUST_AGREE:
-        a, b = table["options"].get(key), other["options"].get(key)
+        a, b = (_one(d["options"].get(key)) for d in (table, other))
         if a != b:
             out.append(f"options.{key}: {a!r} vs {b!r}")
     for part in ("protocol", "test_split"):
@@ -56,3 +56,8 @@ def merge(table: dict, other: dict) -> dict:
             "recipes": table["recipes"] + [r for r in other["recipes"] if r["key"] not in recipes],
             "skipped": table["skipped"] + other["skipped"],
             "later_rows": table.get("later_rows", []) + [later]}
+
+
+def _one(value):
+    """One budget is written as E or [E] (a sweep's list of one): the same setting."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
