@@ -33,7 +33,8 @@ def test_rows_are_added_with_their_own_command(pair, tmp_path):
     merged = merge(table, other)
     assert len(merged["rows"]) == len(table["rows"]) + 2
     assert [r["key"] for r in merged["recipes"]][-1] == "new-pgd-at"
-    assert merged["later_rows"][0]["keys"] == ["new-pgd-at"]
+    assert merged["later_rows"][-1]["keys"] == ["new-pgd-at"]
+    assert merged["later_rows"][:-1] == table.get("later_rows", [])  # earlier additions kept
     report.write(merged, tmp_path)
     md = (tmp_path / "table.md").read_text()
     assert "New PGD AT: added later" in md and "--methods new-pgd-at (test)" in md
