@@ -15,8 +15,11 @@ install: $(EXT_STAMP)
 
 # The editable install compiles the ops (~2.5 min on 2 cores): it runs again only when what it
 # builds from (csrc/, setup.py, pyproject.toml, the FORCE_CUDA setting) changed since the last
-# install here, or the compiled module is gone (`make clean` forces it); otherwise it takes seconds.
-$(EXT_STAMP): setup.py $(wildcard pyproject.toml) $(shell find csrc -type f) $(if $(wildcard aft_fast/_C*.so),,FORCE)
+# install here, the compiled module is gone (`make clean` forces it), or the installed package is
+# not this clone (a moved or copied clone: the editable install points at the old path);
+# otherwise it takes seconds.
+INSTALLED_HERE := $(shell cd / && $(PY) -c "import aft_fast, os; print(os.path.dirname(os.path.realpath(aft_fast.__file__)))" 2>/dev/null)
+$(EXT_STAMP): setup.py $(wildcard pyproject.toml) $(shell find csrc -type f) $(if $(wildcard aft_fast/_C*.so),,FORCE) $(if $(filter $(realpath aft_fast),$(INSTALLED_HERE)),,FORCE)
 	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
 	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples,tensorboard]"
 	@mkdir -p build && touch $@
