@@ -136,6 +136,29 @@ def test_train_images_keeps_val_and_test(folder):
     assert few.val.files == full.val.files and few.test.files == full.test.files
 
 
+def test_val_images_option_sizes_a_folders_val_split_and_is_refused_for_builtins(folder):
+    from aft_fast.train.options import TrainOptions
+    from aft_fast.train.run import open_data
+
+    opts = TrainOptions(data=str(folder), batch_size=8, image_size=16, workers=0, val_images=13)
+    assert len(open_data(opts, "cpu").val.files.files) == 13
+    with pytest.raises(OptionError, match="applies to image folders") as err:
+        open_data(TrainOptions(data="synthetic", val_images=13), "cpu")
+    assert err.value.option == "val_images"
+
+
+def test_a_class_sorted_test_split_is_interleaved_for_first_n_protocols(folder):
+    from aft_fast.compare.protocol import interleave_classes, split_tensors
+
+    x, y = split_tensors(make_loaders(str(folder), **KW).test)  # val/: 6 images × 10 classes
+    assert len(y) == 60 and y[:10].tolist() == list(range(10))
+    assert torch.bincount(y[:20]).tolist() == [2] * 10  # the first N: every class alike
+    mixed = torch.tensor([3, 1, 2, 0, 1])  # already mixed (Fashion-MNIST's order): kept
+    assert interleave_classes(mixed).tolist() == [0, 1, 2, 3, 4]
+    uneven = torch.tensor([0, 0, 0, 1, 2, 2])
+    assert uneven[interleave_classes(uneven)].tolist() == [0, 1, 2, 0, 2, 0]
+
+
 # ------------------------------------------------------------------------------ augmentation
 def test_default_size_and_augmentation_follow_the_images(folder):
     small = make_loaders(str(folder), batch_size=8, val_size=9)
@@ -237,7 +260,7 @@ def test_folder_errors(folder, tmp_path, mutate, message):
 def test_val_size_error(folder):
     with pytest.raises(OptionError, match=r"must be in \[1, 59\]") as err:
         make_loaders(str(folder), batch_size=8, val_size=60)
-    assert err.value.option == "val_size"
+    assert err.value.option == "val_images"  # the option that sets it
 
 
 def test_default_val_size_fits_a_small_folder(folder):

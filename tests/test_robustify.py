@@ -103,6 +103,99 @@ def test_warnings_for_a_small_budget_and_for_zero_robustness():
     assert len(got) == 1 and "no probe reached" in got[0]
 
 
+def test_an_asked_for_handling_is_the_only_one_chosen():
+    # updating measures best, but the user asked for frozen: the probes choose only the LR
+    probes = [probe(1e-3, "frozen", 0.60, 0.05), probe(3e-4, "frozen", 0.62, 0.08),
+              probe(1e-3, "updating", 0.80, 0.20)]
+    c = choose.pick(probes, chance=0.1, handling="frozen")
+    assert (c.probe.lr, c.probe.bn) == (3e-4, "frozen")
+    assert "--bn-handling frozen" in choose.batchnorm_decision(probes, c)
+    assert choose.pick(probes, chance=0.1).probe.bn == "updating"  # auto: the measurement
+
+
+def test_probes_scored_with_a_weak_attack_are_flagged():
+    good = [probe(1e-3, None, 0.8, 0.2)]
+    c = choose.pick(good, chance=0.1)
+    weak = choose.warnings(updates=10**4, probes=good, choice=c, eps=0.1, probe_steps=3)
+    assert len(weak) == 1 and "PGD-3" in weak[0]
+    assert choose.warnings(updates=10**4, probes=good, choice=c, eps=0.1,
+                           probe_steps=choose.STRONG_STEPS) == []
+
+
+# ------------------------------------------------------------------ the probes' runs
+def fake_probes(out, handling, *, resume=False, keep=False, lrs=(1e-3, 1e-4), seen=None):
+    """run_probes with stand-ins that record each call and leave a checkpoint behind."""
+    seen = [] if seen is None else seen
+
+    def trained(opts, lr, bn, *, batches, scored):
+        seen.append(("train", lr, bn))
+        from pathlib import Path
+        Path(opts.out).mkdir(parents=True, exist_ok=True)
+        (Path(opts.out) / "last.pt").write_bytes(b"x" * 10)
+        return Probe(lr, bn, clean=0.5 + lr, robust=0.1 + lr, n=32, batches=batches)
+
+    def rescored(opts, frozen, attack):
+        seen.append(("reestimate", frozen.lr, frozen.bn))
+        return replace(frozen, bn="reestimated", robust=frozen.robust / 2)
+
+    from aft_fast.robustify.probe import run_probes
+    base = TrainOptions(**TINY)
+    return run_probes(base, out, lrs=list(lrs), batchnorm=True, batches=1, images=32, scored=32,
+                      train_size=256, attack=None, handling=handling, resume=resume, keep=keep,
+                      say=lambda s: None, probe=trained, reestimated=rescored), seen
+
+
+@pytest.mark.parametrize("handling, names", [
+    ("auto", ["frozen", "reestimated", "updating"]),
+    ("frozen", ["frozen"]), ("updating", ["updating"]),
+    ("reestimated", ["frozen", "reestimated"]),  # re-estimation re-scores a frozen run
+])
+def test_probes_run_only_the_handlings_that_may_be_chosen(tmp_path, handling, names):
+    probes, seen = fake_probes(tmp_path / "p", handling, lrs=(1e-3,))
+    assert [p.bn for p in probes] == names
+    assert [s[0] for s in seen].count("reestimate") == names.count("reestimated")
+
+
+def test_scored_probes_drop_their_checkpoints_and_are_read_back_on_resume(tmp_path):
+    out = tmp_path / "p"
+    probes, _ = fake_probes(out, "auto")
+    assert not list(out.glob("**/*.pt"))  # deleted once scored
+    assert len(list(out.glob("*/probe.json"))) == 6  # 2 LRs × (frozen, re-estimated, updating)
+    again, seen = fake_probes(out, "auto", resume=True)
+    assert again == probes and seen == []  # read back: nothing trained or re-scored
+    kept, _ = fake_probes(tmp_path / "k", "auto", keep=True)
+    assert len(list((tmp_path / "k").glob("*/last.pt"))) == 4
+    # a probe read back under other options is refused, as train --resume refuses
+    from aft_fast.robustify.probe import RESULT
+    record = json.loads((out / "lr0.001-bn-frozen" / RESULT).read_text())
+    record["options"]["eps"] = 0.2
+    (out / "lr0.001-bn-frozen" / RESULT).write_text(json.dumps(record))
+    with pytest.raises(OptionError, match="--eps") as err:
+        fake_probes(out, "auto", resume=True)
+    assert err.value.option == "resume"
+
+
+def test_a_folders_held_out_split_is_sized_to_the_probe_images(tmp_path):
+    from aft_fast.data.make_folder import make_folder
+    from aft_fast.robustify.pipeline import held_out_size
+    make_folder(tmp_path / "f", size=8, per_class=20)  # 200 training images
+    folder = TrainOptions(**{**TINY, "data": str(tmp_path / "f")})
+    assert held_out_size(folder, 32) == 32
+    assert held_out_size(folder, 512) == 40  # at most a fifth
+    assert held_out_size(replace(folder, val_images=7), 512) == 7  # --val-images decides
+    assert held_out_size(TrainOptions(**TINY), 512) is None  # built-in: its own val split
+
+
+def test_bn_handling_on_a_network_without_batchnorm_names_the_option(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(build("small_cnn", 10).model.state_dict(), path)  # synthetic: 3×32×32
+    opts = TrainOptions(**{**TINY, "arch": "small_cnn", "weights": str(path)})
+    with pytest.raises(OptionError, match="no BatchNorm layer") as err:
+        robustify(opts, RobustifyOptions(out=str(tmp_path / "o"), bn_handling="frozen"),
+                  say=lambda s: None)
+    assert err.value.option == "bn_handling"
+
+
 # ------------------------------------------------------------------ train's warning (step 6)
 def test_train_warns_on_a_pretrained_batchnorm_network_at_aft_default_lr(tmp_path):
     bn = build(BN_ARCH, 10, in_channels=1)
@@ -167,7 +260,7 @@ def tiny_robustify(weights, out, *, resume=False, overwrite=False):
         # the path that does most: re-estimated statistics (every choice path is tested above
         # on constructed probes)
         pick = choose.pick
-        mp.setattr(choose, "pick", lambda probes, chance: pick(
+        mp.setattr(choose, "pick", lambda probes, chance, handling: pick(
             [p for p in probes if p.bn == "reestimated"], chance))
         lines = []
         report = robustify(TrainOptions(**{**TINY, "weights": str(weights),
@@ -200,7 +293,8 @@ def test_run_follows_its_choice_and_says_why(run):
     assert args["lr"] == c["lr"] and args["freeze_bn_stats"] == c["freeze_bn_stats"]
     assert args["epochs"] == c["epochs"] == 1
     assert any(line.startswith("  chosen:") for line in lines)
-    assert c["warnings"] and "weight updates" in c["warnings"][0]  # 8 updates: far too few
+    assert any("weight updates" in w for w in c["warnings"])  # 8 updates: far too few
+    assert any("scored with PGD-2" in w for w in c["warnings"])  # TINY's --eval-steps 2
     assert report["held_out_before"]["n"] == 32  # val, never test
     assert report["test"]["after"]["clean_n"] == 32
 
@@ -275,8 +369,9 @@ def test_an_interrupted_run_goes_on_with_resume_and_trains_nothing_again(run, tm
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     (copy / "report.json").unlink()  # killed during the evaluation, after the fine-tune
-    runs = sorted(copy.glob("**/last.pt"))
-    assert len(runs) == 3  # two probes and the fine-tune
+    assert not list((copy / "probes").glob("**/*.pt"))  # deleted once scored
+    runs = sorted(copy.glob("**/last.pt")) + sorted(copy.glob("probes/*/probe.json"))
+    assert len(runs) == 4  # the fine-tune; two trained probes and the re-estimated scoring
     stamps = [(p.stat().st_mtime_ns, p.read_bytes()) for p in runs]
     weights = out.parent / "pretrained.pt"
     with pytest.raises(OptionError, match="unfinished robustify run") as err:
@@ -285,10 +380,8 @@ def test_an_interrupted_run_goes_on_with_resume_and_trains_nothing_again(run, tm
     again, lines = tiny_robustify(weights, copy, resume=True)
     assert [(p.stat().st_mtime_ns, p.read_bytes()) for p in runs] == stamps
     assert any("resuming the fine-tune" in line for line in lines)
-    def scores(r):  # the re-estimated scoring is recomputed (its seconds differ), alike
-        return [{k: v for k, v in p.items() if k != "seconds"} for p in r["choices"]["probes"]]
-
-    assert scores(again) == scores(report)
+    assert sum("read back" in line for line in lines) == 3
+    assert again["choices"]["probes"] == report["choices"]["probes"]
     assert again["training"]["rows"] == report["training"]["rows"]
     assert again["test"]["after"]["clean_acc"] == report["test"]["after"]["clean_acc"]
     assert (copy / "report.json").exists()

@@ -1,6 +1,6 @@
 """One evaluation, the same for every row: clean accuracy on the whole test split; PGD-50 with
 5 random restarts and the gradient-masking checks on the first `images` test images (all of
-them unless reduced), AutoAttack at the reference settings on the first `aa_images` of those
+them unless reduced; a class-sorted folder's interleaved class by class first: `split_tensors`), AutoAttack at the reference settings on the first `aa_images` of those
 (all of them unless reduced: on a CPU it costs ~1.6 s per robust image for a small CNN). fp32,
 model in eval mode.
 
@@ -68,16 +68,35 @@ def test_set(data: str, *, image_size: int | None = None) -> tuple[torch.Tensor,
     record = {"data": data, "split": "test", "count": len(y),
               "order": "make_loaders(data).test in iteration order (unshuffled; for fashion-mnist "
                        "the official t10k file order, for mnist5k its fixed 1,000-image test "
-                       "split, for a folder the sorted files of its test directory)",
+                       "split, for a folder the sorted files of its test directory interleaved "
+                       "class by class: the first of each class, then the second, ...)",
               "labels_sha256": digest(y), "images_sha256": digest(x),
               "train_split_images": loaders.spec.train_size}  # what training costs are per
     return x, y, record
 
 
 def split_tensors(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    """A whole split as CPU tensors (fp32 images, labels), in the loader's order."""
+    """A whole split as CPU tensors (fp32 images, labels), in the loader's order, except that a
+    class-sorted split is interleaved (`interleave_classes`)."""
     xs, ys = zip(*((x.cpu().float(), y.cpu()) for x, y in loader))
-    return torch.cat(xs).contiguous(), torch.cat(ys).contiguous()
+    x, y = torch.cat(xs), torch.cat(ys)
+    order = interleave_classes(y)
+    return x[order].contiguous(), y[order].contiguous()
+
+
+def interleave_classes(y: torch.Tensor) -> torch.Tensor:
+    """The order that makes "the first N images" a sample of every class: for labels sorted by
+    class (an image folder's test directory, read class by class) the first image of each
+    class, then the second of each, ...; labels already mixed (Fashion-MNIST's official order)
+    keep theirs. Without it the first 100 images of a sorted folder are all one class."""
+    n = len(y)
+    if n < 2 or not bool((y[1:] >= y[:-1]).all()) or int(y[0]) == int(y[-1]):
+        return torch.arange(n)
+    rank = torch.empty(n, dtype=torch.long)  # position of each image within its class
+    for c in y.unique():
+        where = (y == c).nonzero().flatten()
+        rank[where] = torch.arange(len(where))
+    return torch.argsort(rank * n + y.long(), stable=True)
 
 
 def digest(t: torch.Tensor) -> str:

@@ -156,8 +156,8 @@ def folder_splits(root, *, val_size: int | None, train_eval_size: int, eval_batc
         val_size = min(10_000, max(eval_batch_size, math.ceil(0.02 * len(train_all.files))),
                        max(1, len(train_all.files) // 5))
     if not 0 < val_size < len(train_all.files):
-        raise OptionError("val_size", f"must be in [1, {len(train_all.files) - 1}] (the training "
-                                      f"images minus one), got {val_size}")
+        raise OptionError("val_images", f"must be in [1, {len(train_all.files) - 1}] (the training "
+                                        f"images minus one), got {val_size}")
     train, val = carve(train_all, val_size)
     if train_images is not None:  # a fixed subset (quick runs); val stays as it is
         train = train.pick(subset(len(train.files), train_images))

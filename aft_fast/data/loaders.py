@@ -53,7 +53,8 @@ def make_loaders(data: str, *, batch_size: int, loader: str = "pytorch",
     if train_images is not None and train_images < 1:
         raise OptionError("train_images", f"must be >= 1, got {train_images}")
     if data in BUILTIN:
-        for name, value in (("augment", augment), ("class_map", class_map)):
+        for name, value in (("augment", augment), ("class_map", class_map),
+                            ("val_images", val_size)):
             if value is not None:
                 raise OptionError(name, f"applies to image folders; {data} is read as it is")
         splits, spec = _tensor_splits(data, image_size, seed, synthetic_shape, synthetic_classes,

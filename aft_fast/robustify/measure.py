@@ -20,7 +20,8 @@ def held_out(model, val, *, eps: float, steps: int | None, images: int) -> dict:
     budget = eval_budget(adversarial=True, eps=eps, steps=steps, full=False, images=images)
     got = accuracy(model, val, attack="pgd", cfg=budget.attack, max_batches=budget.batches(val))
     return {"clean": got["clean_acc"], "robust": got["robust_acc"], "n": got["n"],
-            "attack": f"PGD-{budget.attack.steps}", "seconds": got["seconds"]}
+            "attack": f"PGD-{budget.attack.steps}", "steps": budget.attack.steps,
+            "seconds": got["seconds"]}
 
 
 def protocol(*, eps: float, images: int, restarts: int, aa_images: int, batch_size: int,

@@ -10,6 +10,7 @@ from pathlib import Path
 from aft_fast.errors import OptionError, check
 from aft_fast.models import weights_path
 from aft_fast.options import check_declared, option
+from aft_fast.robustify.choose import HANDLINGS
 from aft_fast.train.options import TrainOptions
 
 # TrainOptions fields robustify sets from its probes and --budget, or owns (out), or refuses
@@ -29,6 +30,13 @@ class RobustifyOptions:
     probe_batches: int = option(
         30, "Training batches of each probe (the first of a fixed subset of the training split).",
         low=1)
+    bn_handling: str = option(
+        "auto", "BatchNorm statistics of a BatchNorm network: auto (the probes choose among "
+        "frozen, updating and re-estimated), or the one to use (the probes then choose only the "
+        "LR).", choices=("auto", *HANDLINGS))
+    keep_probes: bool = option(
+        False, "Keep the probes' checkpoints (OUT/probes/*/*.pt); by default each is deleted once "
+        "its probe is scored (the scores stay in its probe.json).")
     bn_batches: int = option(
         100, "Training batches whose adversarial examples re-estimate the BatchNorm statistics "
         "after the fine-tune, when the probes chose that handling (a probe re-estimates on its "
@@ -45,7 +53,8 @@ class RobustifyOptions:
         "unfinished one and the fine-tune resume from their last.pt (train --resume, exact); "
         "the evaluation runs again.")
     aa_images: int = option(
-        100, f"AutoAttack (reference settings) on the first N test images; on a CPU about "
+        100, f"AutoAttack (reference settings) on the first N test images (a class-sorted "
+        f"folder's interleaved class by class, so every class counts alike); on a CPU about "
         f"{CPU_AA_SECONDS:g} s an image for a small CNN, more for larger networks.", low=1)
 
     def lrs(self) -> list[float]:

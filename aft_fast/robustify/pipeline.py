@@ -12,6 +12,7 @@ The test split is read only in step 4: no choice depends on it.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import sys
 import time
@@ -22,7 +23,8 @@ from pathlib import Path
 import torch
 
 from aft_fast.compare.protocol import split_tensors
-from aft_fast.errors import show_pixels
+from aft_fast.data.folder import scan_split
+from aft_fast.errors import check, show_pixels
 from aft_fast.io import write_text
 from aft_fast.robustify import batchnorm as bn_stats, choose, measure, report as report_files
 from aft_fast.robustify.card import model_card
@@ -48,15 +50,18 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     clock, seconds = time.perf_counter(), {}
     device = pick_device(train_opts.device)
     seed_everything(train_opts.seed)
-    base = replace(train_opts, out=str(out / "train"))
+    base = replace(train_opts, out=str(out / "train"),
+                   val_images=held_out_size(train_opts, opts.probe_images))
 
     say("1/5 the model as given, on held-out training data")
     loaders = open_data(base, device)
     spec = loaders.spec
     model = build_model(base, spec, device)
+    batchnorm = has_batchnorm(model)
+    check(batchnorm or opts.bn_handling == "auto", "bn_handling", f"{base.arch} has no "
+          "BatchNorm layer: leave --bn-handling at auto")
     held = measure.held_out(model, loaders.val, eps=base.eps, steps=base.eval_steps,
                             images=opts.probe_images)
-    batchnorm = has_batchnorm(model)
     say(f"  clean {100 * held['clean']:.1f}%, {held['attack']} {100 * held['robust']:.1f}% on "
         f"{held['n']} val images; {'has' if batchnorm else 'no'} BatchNorm layers")
     seconds["measure"] = _lap(clock, seconds)
@@ -67,12 +72,15 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     probes = run_probes(base, out / "probes", lrs=opts.lrs(), batchnorm=batchnorm,
                         batches=opts.probe_batches, images=opts.probe_images, scored=held["n"],
                         train_size=spec.train_size, attack=method.attack_config(),
-                        resume=opts.resume, say=say, **extra)
+                        handling=opts.bn_handling, resume=opts.resume, keep=opts.keep_probes,
+                        say=say, **extra)
     # chance among the data's classes (with a class map: the folder's, not the head's 1000)
-    choice = choose.pick(probes, chance=1 / len(spec.class_indices or range(spec.num_classes)))
+    choice = choose.pick(probes, chance=1 / len(spec.class_indices or range(spec.num_classes)),
+                         handling=opts.bn_handling)
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
-    alerts = choose.warnings(updates=updates, probes=probes, choice=choice, eps=base.eps)
+    alerts = choose.warnings(updates=updates, probes=probes, choice=choice, eps=base.eps,
+                             probe_steps=held["steps"])
     choices = {**choose.as_record(probes, choice), "epochs": epochs, "epochs_why": epochs_why,
                "updates": updates, "warnings": alerts}
     say(f"  chosen: {choice.probe.describe()} ({choice.why}); {epochs_why} epochs")
@@ -135,6 +143,16 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
         f"PGD-{p.pgd_steps} {100 * test['after']['pgd_acc']:.1f}%, AutoAttack "
         f"{100 * test['after']['autoattack_acc']:.1f}% on {test['after']['autoattack_n']} images)")
     return report
+
+
+def held_out_size(train_opts: TrainOptions, probe_images: int) -> int | None:
+    """The val split's size: an image folder's is carved to the `probe_images` that score the
+    choices (at most a fifth of its training images) unless --val-images sets it; built-in
+    datasets keep their own val split (None)."""
+    if train_opts.val_images is not None or not os.path.isdir(train_opts.data):
+        return train_opts.val_images
+    files, _ = scan_split(Path(train_opts.data), "train")
+    return max(1, min(probe_images, len(files.files) // 5))
 
 
 def _lap(clock: float, seconds: dict) -> float:

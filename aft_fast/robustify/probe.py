@@ -10,18 +10,24 @@ run's slow start reaches later, so this is the pessimistic test), then the loop'
 evaluation scores it on `probe_images` held-out images (val, carved from the training data;
 never the test split) with its PGD. Every probe uses the same seed: the same batches and
 random starts, so they differ only in the candidate.
+
+A scored probe's result is kept in its folder (probe.json, with the options it ran with) and
+its checkpoints are deleted (a probe of a 20 MB model leaves ~60 MB of them; `keep` keeps
+them): `--resume` reads the result back instead of training again.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from aft_fast.robustify import batchnorm as bn_stats
+from aft_fast.io import write_text
 from aft_fast.robustify.choose import Probe
 from aft_fast.robustify.measure import held_out
 from aft_fast.runtime import pick_device
@@ -29,12 +35,19 @@ from aft_fast.train.checkpoint import load_checkpoint
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.pretrained_bn import PretrainedBatchNormWarning
 from aft_fast.train.run import open_data, train
+from aft_fast.train.same_run import check_same_run
+
+RESULT = "probe.json"
 
 
-def candidates(lrs: list[float], batchnorm: bool) -> list[tuple[float, str | None]]:
+def candidates(lrs: list[float], batchnorm: bool,
+               handling: str = "auto") -> list[tuple[float, str | None]]:
     """(peak LR, BatchNorm handling or None without BatchNorm) of each training probe, highest
-    LR first; each frozen one is also scored re-estimated."""
-    return [(lr, bn) for lr in lrs for bn in (("frozen", "updating") if batchnorm else (None,))]
+    LR first; `handling`: auto (every one) or the one handling asked for (re-estimated trains
+    frozen). A frozen probe is also scored re-estimated when that handling may be chosen."""
+    trained = {"auto": ("frozen", "updating"), "frozen": ("frozen",),
+               "reestimated": ("frozen",), "updating": ("updating",)}[handling]
+    return [(lr, bn) for lr in lrs for bn in (trained if batchnorm else (None,))]
 
 
 def probe_images(base: TrainOptions, batches: int) -> int:
@@ -80,26 +93,59 @@ def run_reestimated(opts: TrainOptions, frozen: Probe, attack) -> Probe:
 
 
 def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bool, batches: int,
-               images: int, scored: int, train_size: int, attack, resume: bool = False,
-               say=print, probe=run_probe, reestimated=run_reestimated) -> list[Probe]:
+               images: int, scored: int, train_size: int, attack, handling: str = "auto",
+               resume: bool = False, keep: bool = False, say=print, probe=run_probe,
+               reestimated=run_reestimated) -> list[Probe]:
     """Every candidate's probe, in order (each frozen one followed by its re-estimated
-    scoring); `probe` trains and scores one, `reestimated` re-scores one (tests replace them).
-    `attack`: the AttackConfig of the method's training examples; `resume`: a probe whose run
-    is in `out` already goes on from it (a finished one is read back, not trained again)."""
-    todo = candidates(lrs, batchnorm)
+    scoring when `handling` allows it); `probe` trains and scores one, `reestimated` re-scores
+    one (tests replace them). `attack`: the AttackConfig of the method's training examples;
+    `resume`: a probe scored already is read back from its probe.json, an unfinished one goes
+    on from its last.pt; `keep`: keep the probes' checkpoints."""
+    todo = candidates(lrs, batchnorm, handling)
+    rescored = batchnorm and handling in ("auto", "reestimated")
     ran = math.ceil(min(probe_images(base, batches), train_size) / base.batch_size)
     done = []
 
-    def show(result: Probe) -> None:
-        say(f"  probe {len(done) + 1}/{len(todo) + sum(bn == 'frozen' for _, bn in todo)} "
+    def show(result: Probe, read_back: bool) -> None:
+        say(f"  probe {len(done) + 1}/{len(todo) + rescored * sum(bn == 'frozen' for _, bn in todo)} "
             f"{result.describe()}: held-out clean {100 * result.clean:.1f}%, robust "
-            f"{100 * result.robust:.1f}% ({result.seconds:.0f}s)")
+            f"{100 * result.robust:.1f}% ({'read back' if read_back else f'{result.seconds:.0f}s'})")
         done.append(result)
 
     for lr, bn in todo:
         opts = probe_options(base, out / Probe(lr, bn, 0, 0, 0).name, lr, bn, batches=batches,
                              images=images, resume=resume)
-        show(probe(opts, lr, bn, batches=ran, scored=scored))
-        if bn == "frozen":
-            show(reestimated(opts, done[-1], attack))
+        steps = [(opts, lambda: probe(opts, lr, bn, batches=ran, scored=scored))]
+        if bn == "frozen" and rescored:
+            steps.append((replace(opts, out=str(out / Probe(lr, "reestimated", 0, 0, 0).name)),
+                          lambda: reestimated(opts, done[-1], attack)))
+        for where, score in steps:
+            kept = read_result(where) if resume else None
+            show(kept or save_result(where, score()), kept is not None)
+        if not keep:
+            for checkpoint in Path(opts.out).glob("*.pt"):
+                checkpoint.unlink()
     return done
+
+
+def save_result(opts: TrainOptions, result: Probe) -> Probe:
+    """Write `result` (and the options it ran with) to the probe's folder; returns it."""
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    write_text(json.dumps({"probe": asdict(result), "options": _compared(opts)}, indent=1),
+               Path(opts.out) / RESULT)
+    return result
+
+
+def read_result(opts: TrainOptions) -> Probe | None:
+    """The probe scored in `opts.out` under the same options, or None when it was not scored
+    (a probe scored under other options is refused, as train --resume refuses)."""
+    path = Path(opts.out) / RESULT
+    if not path.is_file():
+        return None
+    kept = json.loads(path.read_text())
+    check_same_run(kept["options"], _compared(opts), opts.out)
+    return Probe(**kept["probe"])
+
+
+def _compared(opts: TrainOptions) -> dict:
+    return {k: v for k, v in asdict(opts).items() if k not in ("out", "resume", "overwrite")}

@@ -131,6 +131,10 @@ class _TrainOptions:
     train_images: int | None = option(
         None, "Train on a fixed subset of this many training images (the same for every --seed; val "
         "and test unchanged): quick runs.")
+    val_images: int | None = option(
+        None, "Images held out from an image folder's training split as val (model selection, "
+        "per-epoch metrics; default: one evaluation batch or 2%, at most a fifth); built-in "
+        "datasets have a fixed val split.", low=1)
     workers: int = option(2, "Data-loading worker processes.", low=0)
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     seed: int = option(

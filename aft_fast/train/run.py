@@ -126,7 +126,8 @@ def open_data(opts: TrainOptions, device, *, batch_size: int | None = None, rank
                         seed=opts.seed, rank=rank, world_size=world_size,
                         eval_batch_size=opts.eval_batch_size,
                         check_files=opts.check_files, augment=opts.augment,
-                        class_map=opts.class_map, train_images=opts.train_images)
+                        class_map=opts.class_map, train_images=opts.train_images,
+                        val_size=opts.val_images)
 
 
 def build_model(opts: TrainOptions, spec, device) -> torch.nn.Module:
