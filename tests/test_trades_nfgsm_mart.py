@@ -125,3 +125,21 @@ def test_mart_loss_equals_the_reference_formula():
 def test_nfgsm_and_mart_train_one_epoch(synthetic_opts, tmp_path, name):
     row = train(synthetic_opts(tmp_path, name, method=name, epochs=1))["last"]
     assert 0 <= row["val_robust_acc"] <= row["val_clean_acc"] <= 1
+
+
+@pytest.mark.parametrize("method", ["trades", "n-fgsm", "mart"])
+def test_a_run_stopped_mid_epoch_resumes_bitwise(synthetic_opts, tmp_path, monkeypatch, method):
+    from aft_fast.train.checkpoint import read_checkpoint
+    from aft_fast.train.preemption import Preempted
+    from test_preemption import rows, same_weights, signal_at_step
+
+    kw = dict(method=method, epochs=2)
+    train(synthetic_opts(tmp_path, "straight", **kw))
+    with monkeypatch.context() as m:
+        signal_at_step(m, 5)  # epoch 2, batch 2 of 4
+        with pytest.raises(Preempted):
+            train(synthetic_opts(tmp_path, "stopped", **kw))
+    assert read_checkpoint(tmp_path / "stopped" / "last.pt")["progress"]["batch"] == 2
+    train(synthetic_opts(tmp_path, "stopped", resume=True, **kw))
+    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
+    assert rows(tmp_path / "straight") == rows(tmp_path / "stopped")
