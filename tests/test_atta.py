@@ -18,11 +18,9 @@ from aft_fast.methods.atta import DeltaStore
 from aft_fast.models import Normalized
 from aft_fast.train.checkpoint import read_checkpoint
 from aft_fast.train.options import TrainOptions
-from aft_fast.train.preemption import Preempted
-from aft_fast.train.run import train
 from aft_fast.train.update import Trainer
 from test_methods import batch, tiny_net
-from test_preemption import rows, same_weights, signal_at_step
+from test_preemption import stop_then_resume
 
 EPS = 0.1
 
@@ -169,17 +167,9 @@ def test_learns_a_tiny_task_robustly():
 
 def test_resume_mid_epoch_is_bitwise(synthetic_opts, tmp_path, monkeypatch):
     # Never reset: the rest of epoch 2 starts from epoch 1's δ, read from the restored store.
-    kw = dict(method="atta", epochs=2, atta_reset=0, atta_storage="int8")
-    train(synthetic_opts(tmp_path, "straight", **kw))
-    with monkeypatch.context() as m:
-        signal_at_step(m, 5)  # epoch 2, batch 2 of 4
-        with pytest.raises(Preempted):
-            train(synthetic_opts(tmp_path, "stopped", **kw))
-    state = read_checkpoint(tmp_path / "stopped" / "last.pt")["method_state"]
+    state = stop_then_resume(synthetic_opts, tmp_path, monkeypatch, method="atta", epochs=2,
+                             atta_reset=0, atta_storage="int8")["method_state"]
     assert state["values"].dtype == torch.int8 and state["values"].shape == (128, 1, 28, 28)
-    train(synthetic_opts(tmp_path, "stopped", resume=True, **kw))
-    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
-    assert rows(tmp_path / "straight") == rows(tmp_path / "stopped")
     a = read_checkpoint(tmp_path / "straight" / "last.pt")["method_state"]["values"]
     b = read_checkpoint(tmp_path / "stopped" / "last.pt")["method_state"]["values"]
     assert torch.equal(a, b) and a.abs().max() > 0

@@ -18,10 +18,9 @@ from aft_fast.train import export_torchvision
 from aft_fast.train.checkpoint import load_checkpoint, read_checkpoint, weights_digest
 from aft_fast.train.ema import WeightAverage
 from aft_fast.train.options import TrainOptions
-from aft_fast.train.preemption import Preempted
 from aft_fast.train.run import train
 from test_compare import TINY_PROTOCOL, tiny_test_split  # noqa: F401 (a fixture)
-from test_preemption import rows, same_weights, signal_at_step
+from test_preemption import stop_then_resume
 
 EMA = dict(method="pgd-at", steps=1, ema=0.9)
 
@@ -96,17 +95,10 @@ def test_a_run_evaluates_the_average_picks_best_on_it_and_every_reader_gets_it(
 def test_a_mid_epoch_resume_with_the_average_is_bitwise_exact(synthetic_opts, tmp_path,
                                                               monkeypatch):
     kw = dict(epochs=2, **EMA)
-    train(synthetic_opts(tmp_path, "straight", **kw))
-    with monkeypatch.context() as m:
-        signal_at_step(m, 5)  # epoch 2, batch 2 of 4
-        with pytest.raises(Preempted):
-            train(synthetic_opts(tmp_path, "stopped", **kw))
-    assert read_checkpoint(tmp_path / "stopped" / "last.pt")["ema"]["updates"] == 6
-    train(synthetic_opts(tmp_path, "stopped", resume=True, **kw))
+    at_stop = stop_then_resume(synthetic_opts, tmp_path, monkeypatch, **kw)  # rows: ema_val_* too
+    assert at_stop["ema"]["updates"] == 6
     a, b = (read_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "stopped"))
-    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
     assert same_state(a["ema"]["model"], b["ema"]["model"]) and b["ema"]["updates"] == 8
-    assert rows(tmp_path / "straight") == rows(tmp_path / "stopped")  # ema_val_* included
     with pytest.raises(OptionError, match="--ema 0.99 \\(the run: 0.9\\)"):
         train(synthetic_opts(tmp_path, "stopped", resume=True, **{**kw, "ema": 0.99}))
 

@@ -29,6 +29,23 @@ def rows(run: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
 
 
+def stop_then_resume(synthetic_opts, tmp_path, monkeypatch, *, at_step=5, **kw) -> dict:
+    """Train `kw` straight through (tmp_path/straight) and again stopped by SIGTERM during
+    global step `at_step` (default: epoch 2, batch 2 of 4) then resumed (tmp_path/stopped);
+    asserts both end bitwise alike (weights, metrics rows). Returns the stopped run's last.pt
+    as it was at the stop."""
+    train(synthetic_opts(tmp_path, "straight", **kw))
+    with monkeypatch.context() as m:
+        signal_at_step(m, at_step)
+        with pytest.raises(Preempted):
+            train(synthetic_opts(tmp_path, "stopped", **kw))
+    at_stop = read_checkpoint(tmp_path / "stopped" / "last.pt")
+    train(synthetic_opts(tmp_path, "stopped", resume=True, **kw))
+    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
+    assert rows(tmp_path / "straight") == rows(tmp_path / "stopped")
+    return at_stop
+
+
 def signal_at_step(monkeypatch, step: int, signum=signal.SIGTERM):
     """Send `signum` to this process while the training step `step` (global) runs."""
     from aft_fast.train.update import Trainer

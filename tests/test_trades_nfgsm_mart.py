@@ -129,17 +129,7 @@ def test_nfgsm_and_mart_train_one_epoch(synthetic_opts, tmp_path, name):
 
 @pytest.mark.parametrize("method", ["trades", "n-fgsm", "mart"])
 def test_a_run_stopped_mid_epoch_resumes_bitwise(synthetic_opts, tmp_path, monkeypatch, method):
-    from aft_fast.train.checkpoint import read_checkpoint
-    from aft_fast.train.preemption import Preempted
-    from test_preemption import rows, same_weights, signal_at_step
+    from test_preemption import stop_then_resume
 
-    kw = dict(method=method, epochs=2)
-    train(synthetic_opts(tmp_path, "straight", **kw))
-    with monkeypatch.context() as m:
-        signal_at_step(m, 5)  # epoch 2, batch 2 of 4
-        with pytest.raises(Preempted):
-            train(synthetic_opts(tmp_path, "stopped", **kw))
-    assert read_checkpoint(tmp_path / "stopped" / "last.pt")["progress"]["batch"] == 2
-    train(synthetic_opts(tmp_path, "stopped", resume=True, **kw))
-    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
-    assert rows(tmp_path / "straight") == rows(tmp_path / "stopped")
+    at_stop = stop_then_resume(synthetic_opts, tmp_path, monkeypatch, method=method, epochs=2)
+    assert at_stop["progress"]["batch"] == 2

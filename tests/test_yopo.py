@@ -17,13 +17,10 @@ from aft_fast.errors import OptionError
 from aft_fast.methods import make_method
 from aft_fast.methods.yopo import Costate, FIRST_LAYER_STEP, resolve_first_layer
 from aft_fast.models import Normalized, build
-from aft_fast.train.checkpoint import read_checkpoint
 from aft_fast.train.options import TrainOptions
-from aft_fast.train.preemption import Preempted
-from aft_fast.train.run import train
 from aft_fast.train.update import Trainer
 from test_methods import batch, tiny_net
-from test_preemption import rows, same_weights, signal_at_step
+from test_preemption import stop_then_resume
 
 CPU = torch.device("cpu")
 
@@ -173,18 +170,10 @@ def test_it_learns_robustly_on_a_tiny_task():
 
 
 def test_train_and_resume_mid_epoch_bitwise(synthetic_opts, tmp_path, monkeypatch):
-    kw = dict(method="yopo", epochs=2, yopo_m=2, yopo_n=2)
-    train(synthetic_opts(tmp_path, "straight", **kw))
-    with monkeypatch.context() as m:
-        signal_at_step(m, 5)  # epoch 2, batch 2 of 4
-        with pytest.raises(Preempted):
-            train(synthetic_opts(tmp_path, "stopped", **kw))
-    ckpt = read_checkpoint(tmp_path / "stopped" / "last.pt")
+    ckpt = stop_then_resume(synthetic_opts, tmp_path, monkeypatch, method="yopo", epochs=2,
+                            yopo_m=2, yopo_n=2)
     assert ckpt["progress"]["batch"] == 2 and ckpt["config"]["resolved"]["method_options"] == {
         "yopo_m": 2, "yopo_n": 2, "first_layer": None}
-    train(synthetic_opts(tmp_path, "stopped", resume=True, **kw))
-    assert same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
-    assert rows(tmp_path / "straight") == rows(tmp_path / "stopped")
 
 
 def test_compare_row_and_cost(tmp_path):
