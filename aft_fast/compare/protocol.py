@@ -1,7 +1,8 @@
 """One evaluation, the same for every row: clean accuracy on the whole test split; PGD-50 with
 5 random restarts and the gradient-masking checks on the first `images` test images (all of
-them unless reduced; a class-sorted folder's interleaved class by class first: `split_tensors`), AutoAttack at the reference settings on the first `aa_images` of those
-(all of them unless reduced: on a CPU it costs ~1.6 s per robust image for a small CNN). fp32,
+them unless reduced; a class-sorted folder's split is interleaved class by class first:
+`split_tensors`), AutoAttack at the reference settings on the first `aa_images` of those (all
+of them unless reduced: on a CPU it costs ~1.6 s per robust image for a small CNN). fp32,
 model in eval mode.
 
 Restarts run only on the examples every earlier restart left correct: an example is robust iff

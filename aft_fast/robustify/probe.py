@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from aft_fast.robustify import batchnorm as bn_stats
 from aft_fast.io import write_text
+from aft_fast.robustify import batchnorm as bn_stats
 from aft_fast.robustify.choose import Probe
 from aft_fast.robustify.measure import held_out
 from aft_fast.runtime import pick_device
@@ -104,12 +104,13 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
     todo = candidates(lrs, batchnorm, handling)
     rescored = batchnorm and handling in ("auto", "reestimated")
     ran = math.ceil(min(probe_images(base, batches), train_size) / base.batch_size)
+    total = len(todo) + rescored * sum(bn == "frozen" for _, bn in todo)
     done = []
 
     def show(result: Probe, read_back: bool) -> None:
-        say(f"  probe {len(done) + 1}/{len(todo) + rescored * sum(bn == 'frozen' for _, bn in todo)} "
-            f"{result.describe()}: held-out clean {100 * result.clean:.1f}%, robust "
-            f"{100 * result.robust:.1f}% ({'read back' if read_back else f'{result.seconds:.0f}s'})")
+        took = "read back" if read_back else f"{result.seconds:.0f}s"
+        say(f"  probe {len(done) + 1}/{total} {result.describe()}: held-out clean "
+            f"{100 * result.clean:.1f}%, robust {100 * result.robust:.1f}% ({took})")
         done.append(result)
 
     for lr, bn in todo:
@@ -131,7 +132,7 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
 def save_result(opts: TrainOptions, result: Probe) -> Probe:
     """Write `result` (and the options it ran with) to the probe's folder; returns it."""
     Path(opts.out).mkdir(parents=True, exist_ok=True)
-    write_text(json.dumps({"probe": asdict(result), "options": _compared(opts)}, indent=1),
+    write_text(json.dumps({"probe": asdict(result), "options": asdict(opts)}, indent=1),
                Path(opts.out) / RESULT)
     return result
 
@@ -143,9 +144,5 @@ def read_result(opts: TrainOptions) -> Probe | None:
     if not path.is_file():
         return None
     kept = json.loads(path.read_text())
-    check_same_run(kept["options"], _compared(opts), opts.out)
+    check_same_run(kept["options"], asdict(opts), opts.out)  # out, resume: may differ
     return Probe(**kept["probe"])
-
-
-def _compared(opts: TrainOptions) -> dict:
-    return {k: v for k, v in asdict(opts).items() if k not in ("out", "resume", "overwrite")}
