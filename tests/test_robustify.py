@@ -122,6 +122,30 @@ def test_probes_scored_with_a_weak_attack_are_flagged():
                            probe_steps=choose.STRONG_STEPS) == []
 
 
+def test_round2_takes_the_best_uncollapsed_probe_of_each_handling():
+    probes = [probe(1e-3, "frozen", 0.12, 0.12), probe(3e-4, "frozen", 0.45, 0.01),
+              probe(1e-4, "frozen", 0.50, 0.02), probe(1e-3, "updating", 0.64, 0.05),
+              probe(1e-4, "updating", 0.30, 0.06), probe(1e-3, "reestimated", 0.10, 0.0)]
+    # frozen 1e-3 and re-estimated collapsed; updating 1e-4 too (0.30 < half-way to 0.64)
+    got = choose.finalists(probes, chance=0.1)
+    assert [p.name for p in got] == ["lr0.0001-bn-frozen", "lr0.001-bn-updating"]
+    assert choose.finalists(probes, chance=0.1, handling="frozen") == []  # asked: LR only
+    one = [p for p in probes if p.bn == "updating"]
+    assert choose.finalists(one, chance=0.1) == []  # one handling left: nothing to rank
+    assert choose.finalists([probe(1e-3, None, 0.6, 0.1), probe(1e-4, None, 0.5, 0.2)], 0.1) == []
+
+
+def test_round2_scores_decide_and_say_so():
+    first = [probe(1e-4, "frozen", 0.50, 0.014), probe(1e-3, "updating", 0.64, 0.049)]
+    second = [replace(p, round=2, steps=50, clean=c, robust=r)
+              for p, c, r in zip(first, (0.72, 0.75), (0.15, 0.09))]
+    c = choose.pick(second, chance=0.1)
+    assert c.probe.name == "lr0.0001-bn-frozen-round2" and c.probe.bn == "frozen"
+    record = choose.as_record(first + second, c, second)
+    assert record["rounds"] == 2 and record["chosen"] == "lr0.0001-bn-frozen-round2"
+    assert record["batchnorm"].startswith("frozen statistics (frozen: best 15.0% robust")
+
+
 # ------------------------------------------------------------------ the probes' runs
 def fake_probes(out, handling, *, resume=False, keep=False, lrs=(1e-3, 1e-4), seen=None):
     """run_probes with stand-ins that record each call and leave a checkpoint behind."""
@@ -172,6 +196,42 @@ def test_scored_probes_drop_their_checkpoints_and_are_read_back_on_resume(tmp_pa
     (out / "lr0.001-bn-frozen" / RESULT).write_text(json.dumps(record))
     with pytest.raises(OptionError, match="--eps") as err:
         fake_probes(out, "auto", resume=True)
+    assert err.value.option == "resume"
+
+
+def fake_round2(out, finalists, *, resume=False, steps=50, seen=None):
+    """run_round2 with a stand-in finalist that records each call and leaves a checkpoint."""
+    seen = [] if seen is None else seen
+
+    def trained(opts, first, *, steps, images, attack, bn_batches):
+        seen.append((first.name, opts.epochs, opts.lr, opts.freeze_bn_stats, opts.train_images))
+        from pathlib import Path
+        Path(opts.out).mkdir(parents=True, exist_ok=True)
+        (Path(opts.out) / "last.pt").write_bytes(b"x" * 10)
+        return replace(first, round=2, steps=steps, robust=first.robust * 3, batches=16)
+
+    from aft_fast.robustify.probe import run_round2
+    base = TrainOptions(**TINY)
+    return run_round2(base, out, finalists, epochs=2, steps=steps, images=32, attack=None,
+                      bn_batches=2, resume=resume, say=lambda s: None, finalist=trained), seen
+
+
+def test_round2_trains_each_finalist_longer_and_is_read_back_on_resume(tmp_path):
+    finalists = [Probe(1e-4, "frozen", 0.5, 0.01, 32, 1), Probe(1e-3, "updating", 0.6, 0.05, 32, 1),
+                 Probe(1e-3, "reestimated", 0.6, 0.04, 32, 1)]
+    out = tmp_path / "p"
+    got, seen = fake_round2(out, finalists)
+    # the whole training split (TINY's, no subset), each at its own LR and handling
+    assert seen == [("lr0.0001-bn-frozen", 2, 1e-4, True, None),
+                    ("lr0.001-bn-updating", 2, 1e-3, False, None),
+                    ("lr0.001-bn-reestimated", 2, 1e-3, True, None)]
+    assert [p.name for p in got] == ["lr0.0001-bn-frozen-round2", "lr0.001-bn-updating-round2",
+                                     "lr0.001-bn-reestimated-round2"]
+    assert not list(out.glob("**/*.pt")) and len(list(out.glob("*-round2/probe.json"))) == 3
+    again, seen = fake_round2(out, finalists, resume=True)
+    assert again == got and seen == []
+    with pytest.raises(OptionError, match="--confirm-steps") as err:
+        fake_round2(out, finalists, resume=True, steps=20)  # scored with another attack
     assert err.value.option == "resume"
 
 
@@ -259,16 +319,19 @@ def tiny_robustify(weights, out, *, resume=False, overwrite=False):
             short(**kw), pgd_steps=3, weak_steps=2, mask_steps=2, aa_steps=2, aa_queries=10))
         # the path that does most: re-estimated statistics (every choice path is tested above
         # on constructed probes)
-        pick = choose.pick
+        pick, finalists = choose.pick, choose.finalists
         mp.setattr(choose, "pick", lambda probes, chance, handling: pick(
             [p for p in probes if p.bn == "reestimated"], chance))
+        # round 2 between the re-estimated and the updating probe, whatever round 1 measured
+        mp.setattr(choose, "finalists", lambda probes, chance, handling: [
+            p for p in probes if p.bn in ("reestimated", "updating")])
         lines = []
         report = robustify(TrainOptions(**{**TINY, "weights": str(weights),
                                            "overwrite": overwrite}),
                            RobustifyOptions(out=str(out), budget=1, probe_lrs="1e-3",
                                             probe_batches=1, probe_images=32, test_images=16,
                                             bn_batches=2, pgd_restarts=2, aa_images=2,
-                                            resume=resume),
+                                            confirm_epochs=1, confirm_steps=3, resume=resume),
                            command="aft-fast robustify (test)", say=lines.append)
     torch.set_num_threads(threads)
     return report, lines
@@ -287,21 +350,27 @@ def run(tmp_path_factory):
 def test_run_follows_its_choice_and_says_why(run):
     out, report, lines = run
     c = report["choices"]
-    assert [p["name"] for p in c["probes"]] == ["lr0.001-bn-frozen", "lr0.001-bn-reestimated",
-                                                "lr0.001-bn-updating"]
+    assert [p["name"] for p in c["probes"]] == [
+        "lr0.001-bn-frozen", "lr0.001-bn-reestimated", "lr0.001-bn-updating",
+        "lr0.001-bn-reestimated-round2", "lr0.001-bn-updating-round2"]
+    second = c["probes"][3:]
+    assert [p["steps"] for p in second] == [3, 3] and c["rounds"] == 2
+    assert all(p["batches"] == 8 and p["n"] == 32 for p in second)  # 1 epoch of 256 images
     args = yaml.safe_load((out / "train" / "args.yaml").read_text())
     assert args["lr"] == c["lr"] and args["freeze_bn_stats"] == c["freeze_bn_stats"]
     assert args["epochs"] == c["epochs"] == 1
-    assert any(line.startswith("  chosen:") for line in lines)
+    assert any(line.startswith("  chosen:") and "round 2, 8 batches and PGD-3" in line
+               for line in lines)
+    assert sum(line.startswith("  round 2, ") for line in lines) == 2
     assert any("weight updates" in w for w in c["warnings"])  # 8 updates: far too few
-    assert any("scored with PGD-2" in w for w in c["warnings"])  # TINY's --eval-steps 2
+    assert any("scored with PGD-3" in w for w in c["warnings"])  # round 2 decided, PGD-3
     assert report["held_out_before"]["n"] == 32  # val, never test
     assert report["test"]["after"]["clean_n"] == 32
 
 
 def test_run_reestimates_the_statistics_of_what_it_evaluates_and_exports(run):
     out, report, lines = run
-    assert report["choices"]["chosen"] == "lr0.001-bn-reestimated"
+    assert report["choices"]["chosen"] == "lr0.001-bn-reestimated-round2"
     assert report["choices"]["reestimated"]["images"] == 64  # --bn-batches 2 of 32
     assert report["training"]["checkpoint"] == str(out / "train" / "best-bn-reestimated.pt")
     trained = torch.load(out / "train" / "best.pt", weights_only=True)["model"]
@@ -334,6 +403,7 @@ def test_report_renders_the_json_and_embeds_the_figures(run):
         assert f"figures/{name}.png" in md
     assert [p["eps"] for p in after["curve"]["points"]][-1] == pytest.approx(0.4)
     assert "PGD-3 × 2 restarts" in md and "AutoAttack (REDUCED settings)" in md
+    assert "| PGD-2 |" in md and "| PGD-3 |" in md  # the probes' attack; round 2's
 
 
 def test_exports_reload_and_agree_with_the_checkpoint(run):
@@ -371,7 +441,7 @@ def test_an_interrupted_run_goes_on_with_resume_and_trains_nothing_again(run, tm
     (copy / "report.json").unlink()  # killed during the evaluation, after the fine-tune
     assert not list((copy / "probes").glob("**/*.pt"))  # deleted once scored
     runs = sorted(copy.glob("**/last.pt")) + sorted(copy.glob("probes/*/probe.json"))
-    assert len(runs) == 4  # the fine-tune; two trained probes and the re-estimated scoring
+    assert len(runs) == 6  # the fine-tune; two trained probes, the re-estimated scoring, round 2
     stamps = [(p.stat().st_mtime_ns, p.read_bytes()) for p in runs]
     weights = out.parent / "pretrained.pt"
     with pytest.raises(OptionError, match="unfinished robustify run") as err:
@@ -380,7 +450,7 @@ def test_an_interrupted_run_goes_on_with_resume_and_trains_nothing_again(run, tm
     again, lines = tiny_robustify(weights, copy, resume=True)
     assert [(p.stat().st_mtime_ns, p.read_bytes()) for p in runs] == stamps
     assert any("resuming the fine-tune" in line for line in lines)
-    assert sum("read back" in line for line in lines) == 3
+    assert sum("read back" in line for line in lines) == 5
     assert again["choices"]["probes"] == report["choices"]["probes"]
     assert again["training"]["rows"] == report["training"]["rows"]
     assert again["test"]["after"]["clean_acc"] == report["test"]["after"]["clean_acc"]

@@ -34,6 +34,12 @@ class RobustifyOptions:
         "auto", "BatchNorm statistics of a BatchNorm network: auto (the probes choose among "
         "frozen, updating and re-estimated), or the one to use (the probes then choose only the "
         "LR).", choices=("auto", *HANDLINGS))
+    confirm_epochs: int = option(
+        2, "Round 2: when more than one BatchNorm handling survives the probes, the best probe "
+        "of each trains again for this many epochs of the training split and is scored with "
+        "--confirm-steps PGD steps; those scores choose (0: the probes alone choose).", low=0)
+    confirm_steps: int = option(
+        50, "PGD steps that score round 2 on the --probe-images held-out images.", low=1)
     keep_probes: bool = option(
         False, "Keep the probes' checkpoints (OUT/probes/*/*.pt); by default each is deleted once "
         "its probe is scored (the scores stay in its probe.json).")

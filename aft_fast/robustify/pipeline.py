@@ -30,7 +30,7 @@ from aft_fast.robustify import batchnorm as bn_stats, choose, measure, report as
 from aft_fast.robustify.card import model_card
 from aft_fast.robustify.export import export
 from aft_fast.robustify.options import RobustifyOptions, check_all
-from aft_fast.robustify.probe import run_probes
+from aft_fast.robustify.probe import run_probes, run_round2
 from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.checkpoint import load_checkpoint
 from aft_fast.train.options import TrainOptions
@@ -42,9 +42,10 @@ ROW_KEYS = ("epoch", "lr", "train_loss", "val_clean_acc", "val_robust_acc", "epo
 
 
 def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str | None = None,
-              say=print, probe=None) -> dict:
+              say=print, probe=None, finalist=None) -> dict:
     """Run the five steps into `opts.out`; returns the report (also OUT/report.json).
-    `probe`: runs one probe (tests replace it; default `probe.run_probe`)."""
+    `probe`, `finalist`: run one probe, one round-2 finalist (tests replace them; default
+    `probe.run_probe`, `probe.run_finalist`)."""
     check_all(train_opts, opts)  # --out's state included: nothing finished is replaced unasked
     out = Path(opts.out)
     clock, seconds = time.perf_counter(), {}
@@ -75,13 +76,27 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
                         handling=opts.bn_handling, resume=opts.resume, keep=opts.keep_probes,
                         say=say, **extra)
     # chance among the data's classes (with a class map: the folder's, not the head's 1000)
-    choice = choose.pick(probes, chance=1 / len(spec.class_indices or range(spec.num_classes)),
-                         handling=opts.bn_handling)
+    chance = 1 / len(spec.class_indices or range(spec.num_classes))
+    finals = choose.finalists(probes, chance, opts.bn_handling) if opts.confirm_epochs else []
+    deciding = probes
+    if finals:
+        say(f"  round 2: the best probe of each BatchNorm handling trains {opts.confirm_epochs} "
+            f"epochs, scored with PGD-{opts.confirm_steps} on the same held-out images")
+        deciding = run_round2(base, out / "probes", finals, epochs=opts.confirm_epochs,
+                              steps=opts.confirm_steps, images=opts.probe_images,
+                              attack=method.attack_config(), bn_batches=opts.bn_batches,
+                              resume=opts.resume, keep=opts.keep_probes, say=say,
+                              **({} if finalist is None else {"finalist": finalist}))
+    choice = choose.pick(deciding, chance=chance, handling=opts.bn_handling)
+    if finals:
+        choice = replace(choice, why=f"round 2, {deciding[0].batches} batches and PGD-"
+                         f"{opts.confirm_steps} on {deciding[0].n} held-out images: {choice.why}")
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
     alerts = choose.warnings(updates=updates, probes=probes, choice=choice, eps=base.eps,
-                             probe_steps=held["steps"])
-    choices = {**choose.as_record(probes, choice), "epochs": epochs, "epochs_why": epochs_why,
+                             probe_steps=min(p.steps or held["steps"] for p in deciding))
+    choices = {**choose.as_record(probes + (deciding if finals else []), choice, deciding),
+               "epochs": epochs, "epochs_why": epochs_why,
                "updates": updates, "warnings": alerts}
     say(f"  chosen: {choice.probe.describe()} ({choice.why}); {epochs_why} epochs")
     for alert in alerts:

@@ -11,6 +11,11 @@ evaluation scores it on `probe_images` held-out images (val, carved from the tra
 never the test split) with its PGD. Every probe uses the same seed: the same batches and
 random starts, so they differ only in the candidate.
 
+Round 2 (`run_round2`, see `choose.py` for why): each finalist trains again from the given
+model for `epochs` whole epochs of the training split, at the same constant LR, its per-epoch
+evaluation clean only, then is scored on the same held-out images with a stronger PGD (and its
+statistics re-estimated first when that is its handling, on as many batches as the fine-tune's).
+
 A scored probe's result is kept in its folder (probe.json, with the options it ran with) and
 its checkpoints are deleted (a probe of a 20 MB model leaves ~60 MB of them; `keep` keeps
 them): `--resume` reads the result back instead of training again.
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from aft_fast.errors import check
 from aft_fast.io import write_text
 from aft_fast.robustify import batchnorm as bn_stats
 from aft_fast.robustify.choose import Probe
@@ -123,6 +129,61 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
         for where, score in steps:
             kept = read_result(where) if resume else None
             show(kept or save_result(where, score()), kept is not None)
+        if not keep:
+            for checkpoint in Path(opts.out).glob("*.pt"):
+                checkpoint.unlink()
+    return done
+
+
+def round2_options(base: TrainOptions, out: Path, finalist: Probe, *, epochs: int,
+                   resume: bool = False) -> TrainOptions:
+    """A finalist's second-round train options: the whole training split for `epochs` epochs at
+    its constant LR, the per-epoch evaluation clean accuracy of one batch (the scoring follows)."""
+    going_on = resume and (out / "last.pt").is_file()
+    return replace(base, out=str(out), lr=finalist.lr, freeze_bn_stats=finalist.freeze_bn_stats,
+                   epochs=epochs, schedule="constant", schedule_params=None, eval_steps=0,
+                   eval_images=base.batch_size, eval_full=False, eval_max_batches=None,
+                   save_every=None, quiet=True, resume=going_on, overwrite=not going_on)
+
+
+def run_finalist(opts: TrainOptions, finalist: Probe, *, steps: int, images: int, attack,
+                 bn_batches: int) -> Probe:
+    """Train one finalist as `opts` asks, then score its last weights with PGD-`steps`."""
+    clock = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PretrainedBatchNormWarning)
+        train(opts)
+    device = pick_device(opts.device)
+    model = load_checkpoint(Path(opts.out) / "last.pt", device, trust_code=True)
+    loaders = open_data(opts, device)
+    if finalist.bn == "reestimated":
+        torch.manual_seed(opts.seed)
+        bn_stats.reestimate(model, loaders.train, attack, batches=bn_batches)
+    got = held_out(model, loaders.val, eps=opts.eps, steps=steps, images=images)
+    return replace(finalist, clean=got["clean"], robust=got["robust"], n=got["n"],
+                   batches=int(opts.epochs) * len(loaders.train), round=2, steps=got["steps"],
+                   seconds=time.perf_counter() - clock)
+
+
+def run_round2(base: TrainOptions, out: Path, finalists: list[Probe], *, epochs: int, steps: int,
+               images: int, attack, bn_batches: int, resume: bool = False, keep: bool = False,
+               say=print, finalist=run_finalist) -> list[Probe]:
+    """Each finalist trained for `epochs` epochs and scored with PGD-`steps` on `images`
+    held-out images (`finalist` runs one; tests replace it); `resume`/`keep` as run_probes."""
+    done = []
+    for i, first in enumerate(finalists):
+        name = replace(first, round=2).name
+        opts = round2_options(base, out / name, first, epochs=epochs, resume=resume)
+        kept = read_result(opts) if resume else None
+        if kept is not None:
+            check(kept.steps == steps, "resume", f"{opts.out} was scored with PGD-{kept.steps}, "
+                  f"this run asks for PGD-{steps} (--confirm-steps): pass the same, or --overwrite")
+        result = kept or save_result(opts, finalist(opts, first, steps=steps, images=images,
+                                                     attack=attack, bn_batches=bn_batches))
+        say(f"  round 2, {i + 1}/{len(finalists)} {result.describe()}, {result.batches} batches: "
+            f"held-out clean {100 * result.clean:.1f}%, PGD-{steps} {100 * result.robust:.1f}% ("
+            + ("read back)" if kept else f"{result.seconds:.0f}s)"))
+        done.append(result)
         if not keep:
             for checkpoint in Path(opts.out).glob("*.pt"):
                 checkpoint.unlink()

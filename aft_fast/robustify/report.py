@@ -36,10 +36,11 @@ def summary_rows(report: dict) -> list[list[str]]:
 
 
 def probe_rows(report: dict) -> list[list[str]]:
-    c = report["choices"]
+    c, round1 = report["choices"], report["held_out_before"].get("steps", "?")
     return [[p["name"] + (" **chosen**" if p["name"] == c["chosen"] else "")
              + (" (collapsed)" if p["collapsed"] else ""),
-             f"{p['batches']}", pct(p["clean"]), pct(p["robust"]), f"{p['seconds']:.0f}s"]
+             f"{p['batches']}", pct(p["clean"]), pct(p["robust"]),
+             f"PGD-{p.get('steps') or round1}", f"{p['seconds']:.0f}s"]
             for p in c["probes"]]
 
 
@@ -68,7 +69,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 SUMMARY_HEAD = ["test accuracy", "images", "before", "after"]
-PROBE_HEAD = ["probe", "batches", "held-out clean", "held-out robust", "time"]
+PROBE_HEAD = ["probe", "batches", "held-out clean", "held-out robust", "attack", "time"]
 
 
 def title(report: dict) -> str:
