@@ -84,16 +84,26 @@ def run_probe(opts: TrainOptions, lr: float, bn: str | None, *, batches: int,
                  seconds=row["epoch_seconds"] + row["eval_seconds"])
 
 
+def score_last(opts: TrainOptions, *, steps: int | None, images: int | None, attack=None,
+               reestimate: int = 0) -> dict:
+    """held_out's scores of the run in `opts.out` (its last.pt), its BatchNorm statistics first
+    re-estimated on `reestimate` training batches of `attack`'s examples when > 0."""
+    device = pick_device(opts.device)
+    model = load_checkpoint(Path(opts.out) / "last.pt", device, trust_code=True)
+    loaders = open_data(opts, device)
+    if reestimate:
+        torch.manual_seed(opts.seed)
+        bn_stats.reestimate(model, loaders.train, attack, batches=reestimate)
+    return {**held_out(model, loaders.val, eps=opts.eps, steps=steps, images=images),
+            "batches": len(loaders.train)}
+
+
 def run_reestimated(opts: TrainOptions, frozen: Probe, attack) -> Probe:
     """The frozen probe run in `opts.out`, its statistics re-estimated on its own training
     batches (`attack`: the method's training attack), scored on the same held-out images."""
     clock = time.perf_counter()
-    device = pick_device(opts.device)
-    model = load_checkpoint(Path(opts.out) / "last.pt", device, trust_code=True)
-    loaders = open_data(opts, device)
-    torch.manual_seed(opts.seed)
-    bn_stats.reestimate(model, loaders.train, attack, batches=frozen.batches)
-    got = held_out(model, loaders.val, eps=opts.eps, steps=opts.eval_steps, images=opts.eval_images)
+    got = score_last(opts, steps=opts.eval_steps, images=opts.eval_images, attack=attack,
+                     reestimate=frozen.batches)
     return replace(frozen, bn="reestimated", clean=got["clean"], robust=got["robust"],
                    seconds=time.perf_counter() - clock)
 
@@ -153,15 +163,10 @@ def run_finalist(opts: TrainOptions, finalist: Probe, *, steps: int, images: int
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedBatchNormWarning)
         train(opts)
-    device = pick_device(opts.device)
-    model = load_checkpoint(Path(opts.out) / "last.pt", device, trust_code=True)
-    loaders = open_data(opts, device)
-    if finalist.bn == "reestimated":
-        torch.manual_seed(opts.seed)
-        bn_stats.reestimate(model, loaders.train, attack, batches=bn_batches)
-    got = held_out(model, loaders.val, eps=opts.eps, steps=steps, images=images)
+    got = score_last(opts, steps=steps, images=images, attack=attack,
+                     reestimate=bn_batches if finalist.bn == "reestimated" else 0)
     return replace(finalist, clean=got["clean"], robust=got["robust"], n=got["n"],
-                   batches=int(opts.epochs) * len(loaders.train), round=2, steps=got["steps"],
+                   batches=int(opts.epochs) * got["batches"], round=2, steps=got["steps"],
                    seconds=time.perf_counter() - clock)
 
 
