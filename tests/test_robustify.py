@@ -204,7 +204,8 @@ def fake_round2(out, finalists, *, resume=False, steps=50, seen=None):
     seen = [] if seen is None else seen
 
     def trained(opts, first, *, steps, images, attack, bn_batches):
-        seen.append((first.name, opts.epochs, opts.lr, opts.freeze_bn_stats, opts.train_images))
+        seen.append((first.name, opts.epochs, opts.lr, opts.freeze_bn_stats, opts.train_images,
+                     opts.schedule))
         from pathlib import Path
         Path(opts.out).mkdir(parents=True, exist_ok=True)
         (Path(opts.out) / "last.pt").write_bytes(b"x" * 10)
@@ -221,10 +222,11 @@ def test_round2_trains_each_finalist_longer_and_is_read_back_on_resume(tmp_path)
                  Probe(1e-3, "reestimated", 0.6, 0.04, 32, 1)]
     out = tmp_path / "p"
     got, seen = fake_round2(out, finalists)
-    # the whole training split (TINY's, no subset), each at its own LR and handling
-    assert seen == [("lr0.0001-bn-frozen", 2, 1e-4, True, None),
-                    ("lr0.001-bn-updating", 2, 1e-3, False, None),
-                    ("lr0.001-bn-reestimated", 2, 1e-3, True, None)]
+    # the whole training split (TINY's, no subset) under the fine-tune's schedule (TINY's: the
+    # method's), each at its own peak LR and handling
+    assert seen == [("lr0.0001-bn-frozen", 2, 1e-4, True, None, None),
+                    ("lr0.001-bn-updating", 2, 1e-3, False, None, None),
+                    ("lr0.001-bn-reestimated", 2, 1e-3, True, None, None)]
     assert [p.name for p in got] == ["lr0.0001-bn-frozen-round2", "lr0.001-bn-updating-round2",
                                      "lr0.001-bn-reestimated-round2"]
     assert not list(out.glob("**/*.pt")) and len(list(out.glob("*-round2/probe.json"))) == 3

@@ -17,9 +17,9 @@ tested with constructed probe results).
   EfficientNet-Lite0 the updating-statistics probe led after 30 batches (4.9% vs 1.4% held-out
   PGD-10), but the full fine-tune with frozen statistics ended more robust (14.2% vs 8.4% test
   PGD-50x5; PGD-10 ranked the two finished models within 1.4 points). So when more than one
-  handling survives round 1, the best probe of each (`finalists`) trains again for
-  --confirm-epochs epochs and is scored with --confirm-steps PGD steps; those scores
-  choose.
+  handling survives round 1, the best probe of each (`finalists`) trains again, the fine-tune's
+  own schedule compressed into --confirm-epochs epochs, and is scored with --confirm-steps PGD
+  steps; those scores choose.
 - **Epochs.** --budget, else the method's default.
 - **Warnings.** Fewer than MIN_UPDATES weight updates, no probe above ZERO robust accuracy, or
   probes scored with fewer than STRONG_STEPS PGD steps.
