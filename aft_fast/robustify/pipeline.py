@@ -80,8 +80,9 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     finals = choose.finalists(probes, chance, opts.bn_handling) if opts.confirm_epochs else []
     deciding = probes
     if finals:
-        say(f"  round 2: the best probe of each BatchNorm handling trains {opts.confirm_epochs} "
-            f"epochs, scored with PGD-{opts.confirm_steps} on the same held-out images")
+        say(f"  round 2: the best probe of each BatchNorm handling fine-tuned for "
+            f"{opts.confirm_epochs} epochs (the fine-tune's schedule, compressed), scored with "
+            f"PGD-{opts.confirm_steps} on the same held-out images")
         deciding = run_round2(base, out / "probes", finals, epochs=opts.confirm_epochs,
                               steps=opts.confirm_steps, images=opts.probe_images,
                               attack=method.attack_config(), bn_batches=opts.bn_batches,
