@@ -21,8 +21,9 @@ tested with constructed probe results).
   own schedule compressed into --confirm-epochs epochs, and is scored with --confirm-steps PGD
   steps; those scores choose.
 - **Epochs.** --budget, else the method's default.
-- **Warnings.** Fewer than MIN_UPDATES weight updates, no probe above ZERO robust accuracy, or
-  probes scored with fewer than STRONG_STEPS PGD steps.
+- **Warnings.** Fewer than MIN_UPDATES weight updates, no probe above ZERO robust accuracy,
+  probes scored with fewer than STRONG_STEPS PGD steps, or a tie between BatchNorm handlings
+  (the choice between them is then clean accuracy's, not robustness's).
 """
 from __future__ import annotations
 
@@ -168,6 +169,14 @@ def warnings(*, updates: int, probes: list[Probe], choice: Choice, eps: float,
         out.append(f"{updates} weight updates in the fine-tune (< {MIN_UPDATES}): likely too few "
                    f"for eps {eps:.4g} (the worked example's ~920 updates bought 18.8% at 2/255, "
                    f"~105 gave 7%, 47 gave 0%); raise --budget or use more training data")
+    handlings = sorted({p.bn for p in probes if p.name in choice.tied and p.bn is not None})
+    if choice.asked == "auto" and len(handlings) > 1:
+        out.append(f"the probes could not tell the BatchNorm handlings apart ({', '.join(handlings)}"
+                   f" within {100 * choice.tolerance:.1f} points, the noise of "
+                   f"{choice.probe.n} held-out images), so the more accurate clean was kept; on "
+                   "EfficientNet-Lite0 such a tie hid a 5.8-point PGD-50 difference at the end of "
+                   "the fine-tune (benchmarks/results/robustify/): fine-tune with the other "
+                   "handling too (--bn-handling) and compare, or raise --probe-images")
     if max(p.robust for p in probes) <= ZERO:
         out.append(f"no probe reached {100 * ZERO:g}% held-out robust accuracy at eps {eps:.4g}: "
                    "the eps may be too large for this model and data, or the budget too small")

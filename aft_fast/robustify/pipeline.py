@@ -94,7 +94,8 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
                          f"{opts.confirm_steps} on {deciding[0].n} held-out images: {choice.why}")
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
-    alerts = choose.warnings(updates=updates, probes=probes, choice=choice, eps=base.eps,
+    alerts = choose.warnings(updates=updates, probes=probes + (deciding if finals else []),
+                             choice=choice, eps=base.eps,
                              probe_steps=min(p.steps or held["steps"] for p in deciding))
     choices = {**choose.as_record(probes + (deciding if finals else []), choice, deciding),
                "epochs": epochs, "epochs_why": epochs_why,
