@@ -19,7 +19,10 @@ tested with constructed probe results).
   PGD-50x5; PGD-10 ranked the two finished models within 1.4 points). So when more than one
   handling survives round 1, the best probe of each (`finalists`) trains again, the fine-tune's
   own schedule compressed into --confirm-epochs epochs, and is scored with --confirm-steps PGD
-  steps; those scores choose.
+  steps; those scores choose. On that network even this ties (2 epochs: 1.6% vs 2.5% PGD-50; at
+  a constant LR 2.5% vs 2.1%; the frozen 3e-4 recipe that ends best: 0.6%): the ranking reverses
+  between 2 and 10 epochs, so a tie between handlings is a warning
+  (benchmarks/results/robustify/efficientnet_lite0-imagenette-64px/round2/).
 - **Epochs.** --budget, else the method's default.
 - **Warnings.** Fewer than MIN_UPDATES weight updates, no probe above ZERO robust accuracy,
   probes scored with fewer than STRONG_STEPS PGD steps, or a tie between BatchNorm handlings

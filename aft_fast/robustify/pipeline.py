@@ -94,11 +94,11 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
                          f"{opts.confirm_steps} on {deciding[0].n} held-out images: {choice.why}")
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
-    alerts = choose.warnings(updates=updates, probes=probes + (deciding if finals else []),
-                             choice=choice, eps=base.eps,
+    every = probes + (deciding if finals else [])  # both rounds
+    alerts = choose.warnings(updates=updates, probes=every, choice=choice, eps=base.eps,
                              probe_steps=min(p.steps or held["steps"] for p in deciding))
-    choices = {**choose.as_record(probes + (deciding if finals else []), choice, deciding),
-               "epochs": epochs, "epochs_why": epochs_why,
+    choices = {**choose.as_record(every, choice, deciding), "epochs": epochs,
+               "epochs_why": epochs_why,
                "updates": updates, "warnings": alerts}
     say(f"  chosen: {choice.probe.describe()} ({choice.why}); {epochs_why} epochs")
     for alert in alerts:

@@ -141,18 +141,15 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
             kept = read_result(where) if resume else None
             show(kept or save_result(where, score()), kept is not None)
         if not keep:
-            for checkpoint in Path(opts.out).glob("*.pt"):
-                checkpoint.unlink()
+            drop_checkpoints(Path(opts.out))
     return done
 
 
 def round2_options(base: TrainOptions, out: Path, finalist: Probe, *, epochs: int,
                    resume: bool = False) -> TrainOptions:
-    """A finalist's second-round train options: the fine-tune's own, shortened to `epochs` epochs
-    at the finalist's peak LR and handling (robustness builds as the LR decays: at a constant LR
-    two epochs left EfficientNet-Lite0's two handlings within noise, 2.5% and 2.1% PGD-50, while
-    the full fine-tunes ended 14.2% and 8.4%), the per-epoch evaluation clean accuracy of one
-    batch (the scoring follows)."""
+    """A finalist's second-round train options: the fine-tune's own (its schedule too:
+    robustness builds as the LR decays), shortened to `epochs` epochs at the finalist's peak LR
+    and handling; the per-epoch evaluation clean accuracy of one batch (the scoring follows)."""
     going_on = resume and (out / "last.pt").is_file()
     return replace(base, out=str(out), lr=finalist.lr, freeze_bn_stats=finalist.freeze_bn_stats,
                    epochs=epochs, eval_steps=0,
@@ -194,9 +191,14 @@ def run_round2(base: TrainOptions, out: Path, finalists: list[Probe], *, epochs:
             + ("read back)" if kept else f"{result.seconds:.0f}s)"))
         done.append(result)
         if not keep:
-            for checkpoint in Path(opts.out).glob("*.pt"):
-                checkpoint.unlink()
+            drop_checkpoints(Path(opts.out))
     return done
+
+
+def drop_checkpoints(run: Path) -> None:
+    """Delete a scored probe's checkpoints (its probe.json keeps the scores)."""
+    for checkpoint in run.glob("*.pt"):
+        checkpoint.unlink()
 
 
 def save_result(opts: TrainOptions, result: Probe) -> Probe:
