@@ -175,8 +175,8 @@ def warnings(*, updates: int, probes: list[Probe], choice: Choice, eps: float,
     handlings = sorted({p.bn for p in probes if p.name in choice.tied and p.bn is not None})
     if choice.asked == "auto" and len(handlings) > 1:
         out.append(f"the probes could not tell the BatchNorm handlings apart "
-                   f"({', '.join(handlings)} within {100 * choice.tolerance:.1f} points, the noise of "
-                   f"{choice.probe.n} held-out images), so the more accurate clean was kept; on "
+                   f"({', '.join(handlings)} within {100 * choice.tolerance:.1f} points, the "
+                   f"noise of {choice.probe.n} held-out images), so the more accurate clean was kept; on "
                    "EfficientNet-Lite0 such a tie hid a 5.8-point PGD-50 difference at the end of "
                    "the fine-tune (benchmarks/results/robustify/): fine-tune with the other "
                    "handling too (--bn-handling) and compare, or raise --probe-images")
