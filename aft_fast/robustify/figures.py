@@ -67,15 +67,16 @@ def eps_curve(report: dict) -> bytes:
 
 
 def choices(report: dict) -> bytes:
-    probes = report["choices"]["probes"]
+    probes, round1 = report["choices"]["probes"], report["held_out_before"].get("steps", "?")
     fig, ax = plt.subplots(figsize=(7, 2.2 + 0.35 * len(probes)))
-    names = [p["name"] + (" (chosen)" if p["name"] == report["choices"]["chosen"] else "")
+    names = [f"{p['name']}, {p['batches']} batches, PGD-{p.get('steps') or round1}"
+             + (" (chosen)" if p["name"] == report["choices"]["chosen"] else "")
              + (" (collapsed)" if p["collapsed"] else "") for p in probes]
     ys = range(len(probes))
     ax.barh([y - 0.2 for y in ys], [100 * p["clean"] for p in probes], 0.4, label="clean",
             color="tab:gray")
-    ax.barh([y + 0.2 for y in ys], [100 * p["robust"] for p in probes], 0.4, label="robust",
-            color="tab:blue")
+    ax.barh([y + 0.2 for y in ys], [100 * p["robust"] for p in probes], 0.4,
+            label="robust (its PGD)", color="tab:blue")
     ax.set_yticks(list(ys), names, fontsize=8)
     ax.invert_yaxis()
     ax.set(xlabel="held-out accuracy after the probe (%)", title="Probes")
