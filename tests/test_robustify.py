@@ -371,6 +371,8 @@ def test_run_follows_its_choice_and_says_why(run):
         "lr0.001-bn-reestimated-round2", "lr0.001-bn-updating-round2"]
     second = c["probes"][3:]
     assert [p["steps"] for p in second] == [3, 3] and c["rounds"] == 2
+    # round 1 scored with the attack that measured the model as given, and says so
+    assert {p["steps"] for p in c["probes"][:3]} == {report["held_out_before"]["steps"]} != {0}
     assert all(p["batches"] == 8 and p["n"] == 32 for p in second)  # 1 epoch of 256 images
     args = yaml.safe_load((out / "train" / "args.yaml").read_text())
     assert args["lr"] == c["lr"] and args["freeze_bn_stats"] == c["freeze_bn_stats"]

@@ -62,7 +62,7 @@ class Probe:
     batches: int = 0
     seconds: float = 0.0
     round: int = 1  # 2: a finalist trained longer and scored with a stronger attack
-    steps: int = 0  # PGD steps of its held-out scoring (0: not recorded)
+    steps: int = 0  # PGD steps of its held-out scoring (0: a probe.json from before it was kept)
 
     @property
     def name(self) -> str:

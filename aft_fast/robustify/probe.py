@@ -39,6 +39,7 @@ from aft_fast.robustify.choose import Probe
 from aft_fast.robustify.measure import held_out
 from aft_fast.runtime import pick_device
 from aft_fast.train.checkpoint import load_checkpoint
+from aft_fast.train.evaluation import eval_budget
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.pretrained_bn import PretrainedBatchNormWarning
 from aft_fast.train.run import open_data, train
@@ -82,6 +83,8 @@ def run_probe(opts: TrainOptions, lr: float, bn: str | None, *, batches: int,
         row = train(opts)["last"]
     return Probe(lr=lr, bn=bn, clean=row["val_clean_acc"],
                  robust=row["val_robust_acc"] or 0.0, n=scored, batches=batches,
+                 steps=eval_budget(adversarial=True, eps=opts.eps, steps=opts.eval_steps,
+                                   full=False, images=scored).attack.steps,
                  seconds=row["epoch_seconds"] + row["eval_seconds"])
 
 
