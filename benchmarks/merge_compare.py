@@ -1,6 +1,7 @@
 """Add the rows of another comparison's table.json to a committed table (`aft_fast.compare.merge`:
 refused, naming the difference, unless both measured with the same options, protocol and test
-split; no row is replaced), then rewrite table.json, table.md and the plot next to it.
+split; no row is replaced; a method's seeds measured apart are joined first, one seed's table
+into the other's), then rewrite table.json, table.md and the plot next to it.
 
     python benchmarks/merge_compare.py --table benchmarks/results/compare/fashion-mnist/table.json \
         --add runs/compare/fmnist10k-trades/report/table.json
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
         print(f"--add {args.add}: {exc.message}", file=sys.stderr)
         return 2
     report.write(merged, table.parent)
-    added = merged["later_rows"][-1]["keys"]
+    added = sorted({f"{r['key']} (seed {r['seed']})" for r in docs[1]["rows"]})
     print(f"{table}: added {', '.join(added)} ({len(merged['rows'])} rows)")
     return 0
 

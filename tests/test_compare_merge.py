@@ -64,3 +64,34 @@ def test_a_row_already_in_the_table_is_never_replaced(pair):
     table, _ = pair
     with pytest.raises(OptionError, match="in the table already"):
         merge(table, copy.deepcopy(table))
+
+
+def one_seed(doc, seed, key="new-pgd-at"):
+    """`doc` as a command of one seed would have written it."""
+    part = copy.deepcopy(doc)
+    part["rows"] = [r for r in part["rows"] if r["seed"] == seed]
+    part["options"]["seeds"] = [seed]
+    part["command"] = f"aft-fast compare --methods {key} --seeds {seed} (test)"
+    part["later_rows"] = []
+    return part
+
+
+def test_a_methods_seeds_measured_apart_are_joined_then_added(pair, tmp_path):
+    table, other = pair
+    first, second = one_seed(other, 0), one_seed(other, 1)
+    with pytest.raises(OptionError, match=r"new-pgd-at \(seed 1\)") as err:
+        merge(table, first)  # the table would show the method at one seed of two
+    assert "other seeds first" in err.value.message
+    joined = merge(first, second)
+    assert joined["options"]["seeds"] == [0, 1] and len(joined["rows"]) == 2
+    merged = merge(table, joined)
+    assert len(merged["rows"]) == len(table["rows"]) + 2
+    # each seed keeps the command that measured it
+    assert [(g["keys"], g["seeds"], g["command"].endswith(f"--seeds {s} (test)"))
+            for s, g in enumerate(merged["later_rows"][-2:])] == [
+        (["new-pgd-at"], [0], True), (["new-pgd-at"], [1], True)]
+    report.write(merged, tmp_path)
+    md = (tmp_path / "table.md").read_text()
+    assert "New PGD AT (seed 0): added later" in md and "New PGD AT (seed 1): added later" in md
+    with pytest.raises(OptionError, match=r"new-pgd-at \(seed 1\) are in the table already"):
+        merge(joined, second)

@@ -24,6 +24,14 @@ def is_sweep(doc: dict) -> bool:
     return isinstance(epochs, (list, tuple)) and len(epochs) > 1
 
 
+def _seed_note(group: dict, opts: dict) -> str:
+    """' (seed S)' when a `later_rows` group added fewer seeds than the table has."""
+    seeds = group.get("seeds")
+    if not seeds or list(seeds) == list(opts["seeds"]):
+        return ""
+    return f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+
+
 def plot_name(doc: dict) -> str:
     return "pareto.png" if is_sweep(doc) else "robust_vs_cost.png"
 
@@ -169,7 +177,7 @@ def markdown(doc: dict) -> str:
     skipped = "".join(f"\n- {s['key']}{' (seed %d)' % s['seed'] if 'seed' in s else ''} not in "
                       f"the table: {s['reason']}." for s in doc["skipped"])
     later = "".join(
-        f"\n{', '.join(labels[k] for k in g['keys'])}: added later (`compare/merge.py`, the same "
+        f"\n{', '.join(labels[k] for k in g['keys'])}{_seed_note(g, opts)}: added later (`compare/merge.py`, the same "
         f"options, protocol and test split) from `{g['command']}`; {g['device']}, torch "
         f"{g['torch']}, commit {g['commit']}, {g['date_utc']} UTC"
         + (f", load {' / '.join(f'{v:g}' for v in g['load_average'])}" if g["load_average"]
