@@ -21,7 +21,7 @@ install: $(EXT_STAMP)
 INSTALLED_HERE := $(shell cd / && $(PY) -c "import aft_fast, os; print(os.path.dirname(os.path.realpath(aft_fast.__file__)))" 2>/dev/null)
 $(EXT_STAMP): setup.py $(wildcard pyproject.toml) $(shell find csrc -type f) $(if $(wildcard aft_fast/_C*.so),,FORCE) $(if $(filter $(realpath aft_fast),$(INSTALLED_HERE)),,FORCE)
 	$(PIP) $(TORCH_SPEC) ninja pybind11 setuptools wheel "cmake>=3.26"
-	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples,tensorboard]"
+	$(PIP) --no-build-isolation --use-pep517 -e ".[test,eval,dali,timm,examples,tensorboard,export]"
 	@mkdir -p build && touch $@
 
 FORCE:

