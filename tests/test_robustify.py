@@ -213,13 +213,13 @@ def test_scored_probes_drop_their_checkpoints_and_are_read_back_on_resume(tmp_pa
     assert err.value.option == "resume"
 
 
-def fake_round2(out, finalists, *, resume=False, steps=50, seen=None):
+def fake_round2(out, finalists, *, resume=False, steps=50, seen=None, full=False):
     """run_round2 with a stand-in finalist that records each call and leaves a checkpoint."""
     seen = [] if seen is None else seen
 
-    def trained(opts, first, *, steps, images, attack, bn_batches):
+    def trained(opts, first, *, steps, images, attack, bn_batches, checkpoint="last.pt"):
         seen.append((first.name, opts.epochs, opts.lr, opts.freeze_bn_stats, opts.train_images,
-                     opts.schedule))
+                     opts.schedule) + ((opts.eval_steps, checkpoint) if full else ()))
         from pathlib import Path
         Path(opts.out).mkdir(parents=True, exist_ok=True)
         (Path(opts.out) / "last.pt").write_bytes(b"x" * 10)
@@ -228,7 +228,8 @@ def fake_round2(out, finalists, *, resume=False, steps=50, seen=None):
     from aft_fast.robustify.probe import run_round2
     base = TrainOptions(**TINY)
     return run_round2(base, out, finalists, epochs=2, steps=steps, images=32, attack=None,
-                      bn_batches=2, resume=resume, say=lambda s: None, finalist=trained), seen
+                      bn_batches=2, full=full, resume=resume, say=lambda s: None,
+                      finalist=trained), seen
 
 
 def test_round2_trains_each_finalist_longer_and_is_read_back_on_resume(tmp_path):
@@ -380,6 +381,12 @@ def test_run_follows_its_choice_and_says_why(run):
     assert any(line.startswith("  chosen:") and "round 2, 8 batches and PGD-3" in line
                for line in lines)
     assert sum(line.startswith("  round 2, ") for line in lines) == 2
+    # round 2 ran the whole fine-tune (--confirm-epochs 1 = --budget 1): the winner's run is it
+    assert any("was this fine-tune: its run is taken as it is" in line for line in lines)
+    chosen = out / "probes" / c["chosen"]
+    assert ((out / "train" / "metrics.jsonl").read_text()
+            == (chosen / "metrics.jsonl").read_text())
+    assert not list((out / "probes").glob("**/*.pt"))
     assert any("weight updates" in w for w in c["warnings"])  # 8 updates: far too few
     assert any("scored with PGD-3" in w for w in c["warnings"])  # round 2 decided, PGD-3
     assert report["held_out_before"]["n"] == 32  # val, never test
@@ -473,6 +480,27 @@ def test_an_interrupted_run_goes_on_with_resume_and_trains_nothing_again(run, tm
     assert again["training"]["rows"] == report["training"]["rows"]
     assert again["test"]["after"]["clean_acc"] == report["test"]["after"]["clean_acc"]
     assert (copy / "report.json").exists()
+
+
+def test_a_full_length_round2_is_the_fine_tune_and_its_winner_is_taken(tmp_path):
+    from aft_fast.robustify.probe import take_winner
+
+    finalists = [Probe(1e-4, "frozen", 0.5, 0.01, 32, 1), Probe(1e-3, "updating", 0.6, 0.05, 32, 1)]
+    probes = tmp_path / "probes"
+    got, seen = fake_round2(probes, finalists, full=True)
+    # the fine-tune's own per-epoch evaluation (TINY's PGD-2: it picks best.pt), best.pt scored
+    assert seen == [("lr0.0001-bn-frozen", 2, 1e-4, True, None, None, 2, "best.pt"),
+                    ("lr0.001-bn-updating", 2, 1e-3, False, None, None, 2, "best.pt")]
+    assert len(list(probes.glob("*-round2/last.pt"))) == 2  # kept for the winner to be taken
+    (probes / got[1].name / ".lock").write_text("a holder")
+    train_dir = tmp_path / "train"
+    assert take_winner(probes, got, got[1], train_dir)
+    assert sorted(f.name for f in train_dir.iterdir()) == ["last.pt"]  # no probe.json, no lock
+    assert not list(probes.glob("**/*.pt")) and len(list(probes.glob("*/probe.json"))) == 2
+    # resumed (the fine-tune is there) or the run is gone (a new checkout): nothing taken
+    assert not take_winner(probes, got, got[1], train_dir)
+    assert not take_winner(probes, got, got[1], tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 @pytest.mark.parametrize("state, flags, option, message", [

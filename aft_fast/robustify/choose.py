@@ -22,7 +22,10 @@ tested with constructed probe results).
   steps; those scores choose. On that network even this ties (2 epochs: 1.6% vs 2.5% PGD-50; at
   a constant LR 2.5% vs 2.1%; the frozen 3e-4 recipe that ends best: 0.6%): the ranking reverses
   between 2 and 10 epochs, so a tie between handlings is a warning
-  (benchmarks/results/robustify/efficientnet_lite0-imagenette-64px/round2/).
+  (benchmarks/results/robustify/efficientnet_lite0-imagenette-64px/round2/). What ranks them
+  is the whole fine-tune: --confirm-epochs at the fine-tune's length makes each finalist one
+  (scored on its best.pt), and the chosen one's run is the result, so it costs one fine-tune
+  per handling, not one more.
 - **Epochs.** --budget, else the method's default.
 - **Warnings.** Fewer than MIN_UPDATES weight updates, no probe above ZERO robust accuracy,
   probes scored with fewer than STRONG_STEPS PGD steps, or a tie between BatchNorm handlings

@@ -38,7 +38,8 @@ class RobustifyOptions:
         2, "Round 2: when more than one BatchNorm handling survives the probes, the best probe "
         "of each is fine-tuned again, the fine-tune's schedule compressed into this many epochs "
         "of the training split, and scored with --confirm-steps PGD steps; those scores choose "
-        "(0: the probes alone choose; the budget: a full fine-tune per handling).", low=0)
+        "(0: the probes alone choose; at least the fine-tune's epochs: each finalist is a whole "
+        "fine-tune, scored on its best.pt, and the chosen one's run is the result).", low=0)
     confirm_steps: int = option(
         50, "PGD steps that score round 2 on the --probe-images held-out images.", low=1)
     keep_probes: bool = option(

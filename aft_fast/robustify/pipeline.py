@@ -30,7 +30,7 @@ from aft_fast.robustify import batchnorm as bn_stats, choose, measure, report as
 from aft_fast.robustify.card import model_card
 from aft_fast.robustify.export import export
 from aft_fast.robustify.options import RobustifyOptions, check_all
-from aft_fast.robustify.probe import run_probes, run_round2
+from aft_fast.robustify.probe import run_probes, run_round2, take_winner
 from aft_fast.runtime import environment, load_average, pick_device
 from aft_fast.train.checkpoint import load_checkpoint
 from aft_fast.train.options import TrainOptions
@@ -78,21 +78,23 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     # chance among the data's classes (with a class map: the folder's, not the head's 1000)
     chance = 1 / len(spec.class_indices or range(spec.num_classes))
     finals = choose.finalists(probes, chance, opts.bn_handling) if opts.confirm_epochs else []
+    epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
+    full = opts.confirm_epochs >= epochs  # round 2's runs are the fine-tunes: the winner's is kept
     deciding = probes
     if finals:
         say(f"  round 2: the best probe of each BatchNorm handling fine-tuned for "
-            f"{opts.confirm_epochs} epochs (the fine-tune's schedule, compressed), scored with "
-            f"PGD-{opts.confirm_steps} on the same held-out images")
-        deciding = run_round2(base, out / "probes", finals, epochs=opts.confirm_epochs,
+            + (f"the fine-tune's {epochs} epochs, its best.pt" if full else
+               f"{opts.confirm_epochs} epochs (the fine-tune's schedule, compressed)")
+            + f" scored with PGD-{opts.confirm_steps} on the same held-out images")
+        deciding = run_round2(base, out / "probes", finals, epochs=min(opts.confirm_epochs, epochs),
                               steps=opts.confirm_steps, images=opts.probe_images,
-                              attack=method.attack_config(), bn_batches=opts.bn_batches,
+                              attack=method.attack_config(), bn_batches=opts.bn_batches, full=full,
                               resume=opts.resume, keep=opts.keep_probes, say=say,
                               **({} if finalist is None else {"finalist": finalist}))
     choice = choose.pick(deciding, chance=chance, handling=opts.bn_handling)
     if finals:
         choice = replace(choice, why=f"round 2, {deciding[0].batches} batches and PGD-"
                          f"{opts.confirm_steps} on {deciding[0].n} held-out images: {choice.why}")
-    epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
     every = probes + (deciding if finals else [])  # both rounds
     alerts = choose.warnings(updates=updates, probes=every, choice=choice, eps=base.eps,
@@ -106,10 +108,14 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     seconds["probes"] = _lap(clock, seconds)
 
     say(f"3/5 fine-tuning with {base.method} into {base.out}")
-    going_on = opts.resume and (out / "train" / "last.pt").is_file()
+    taken = bool(finals) and full and take_winner(out / "probes", deciding, choice.probe,
+                                                   out / "train", keep=opts.keep_probes)
+    going_on = (opts.resume or taken) and (out / "train" / "last.pt").is_file()
     run_opts = replace(base, lr=choice.probe.lr, freeze_bn_stats=choice.probe.freeze_bn_stats,
                        epochs=epochs, resume=going_on, overwrite=not going_on)
-    if going_on:
+    if taken:
+        say(f"  round 2's {choice.probe.name} was this fine-tune: its run is taken as it is")
+    elif going_on:
         say("  resuming the fine-tune from its last.pt")
     with warnings.catch_warnings():  # the probes measured what that warning guesses at
         warnings.simplefilter("ignore", PretrainedBatchNormWarning)

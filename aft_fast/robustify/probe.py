@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -43,6 +44,7 @@ from aft_fast.train.evaluation import eval_budget
 from aft_fast.train.options import TrainOptions
 from aft_fast.train.pretrained_bn import PretrainedBatchNormWarning
 from aft_fast.train.run import open_data, train
+from aft_fast.train.run_lock import LOCK_NAME
 from aft_fast.train.same_run import check_same_run
 
 RESULT = "probe.json"
@@ -89,11 +91,11 @@ def run_probe(opts: TrainOptions, lr: float, bn: str | None, *, batches: int,
 
 
 def score_last(opts: TrainOptions, *, steps: int | None, images: int | None, attack=None,
-               reestimate: int = 0) -> dict:
-    """held_out's scores of the run in `opts.out` (its last.pt), its BatchNorm statistics first
-    re-estimated on `reestimate` training batches of `attack`'s examples when > 0."""
+               reestimate: int = 0, checkpoint: str = "last.pt") -> dict:
+    """held_out's scores of the run in `opts.out` (its `checkpoint`), its BatchNorm statistics
+    first re-estimated on `reestimate` training batches of `attack`'s examples when > 0."""
     device = pick_device(opts.device)
-    model = load_checkpoint(Path(opts.out) / "last.pt", device, trust_code=True)
+    model = load_checkpoint(Path(opts.out) / checkpoint, device, trust_code=True)
     loaders = open_data(opts, device)
     if reestimate:
         torch.manual_seed(opts.seed)
@@ -149,25 +151,29 @@ def run_probes(base: TrainOptions, out: Path, *, lrs: list[float], batchnorm: bo
 
 
 def round2_options(base: TrainOptions, out: Path, finalist: Probe, *, epochs: int,
-                   resume: bool = False) -> TrainOptions:
+                   full: bool = False, resume: bool = False) -> TrainOptions:
     """A finalist's second-round train options: the fine-tune's own (its schedule too:
     robustness builds as the LR decays), shortened to `epochs` epochs at the finalist's peak LR
-    and handling; the per-epoch evaluation clean accuracy of one batch (the scoring follows)."""
+    and handling; the per-epoch evaluation clean accuracy of one batch (the scoring follows).
+    `full`: `epochs` is the fine-tune's length, the run is the fine-tune itself (its per-epoch
+    evaluation too, which picks best.pt), so the winner's run can be the result."""
     going_on = resume and (out / "last.pt").is_file()
-    return replace(base, out=str(out), lr=finalist.lr, freeze_bn_stats=finalist.freeze_bn_stats,
-                   epochs=epochs, eval_steps=0,
-                   eval_images=base.batch_size, eval_full=False, eval_max_batches=None,
-                   save_every=None, quiet=True, resume=going_on, overwrite=not going_on)
+    opts = replace(base, out=str(out), lr=finalist.lr, freeze_bn_stats=finalist.freeze_bn_stats,
+                   epochs=epochs, quiet=True, resume=going_on, overwrite=not going_on)
+    if full:
+        return opts
+    return replace(opts, eval_steps=0, eval_images=base.batch_size, eval_full=False,
+                   eval_max_batches=None, save_every=None)
 
 
 def run_finalist(opts: TrainOptions, finalist: Probe, *, steps: int, images: int, attack,
-                 bn_batches: int) -> Probe:
-    """Train one finalist as `opts` asks, then score its last weights with PGD-`steps`."""
+                 bn_batches: int, checkpoint: str = "last.pt") -> Probe:
+    """Train one finalist as `opts` asks, then score its `checkpoint` with PGD-`steps`."""
     clock = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedBatchNormWarning)
         train(opts)
-    got = score_last(opts, steps=steps, images=images, attack=attack,
+    got = score_last(opts, steps=steps, images=images, attack=attack, checkpoint=checkpoint,
                      reestimate=bn_batches if finalist.bn == "reestimated" else 0)
     return replace(finalist, clean=got["clean"], robust=got["robust"], n=got["n"],
                    batches=int(opts.epochs) * got["batches"], round=2, steps=got["steps"],
@@ -175,27 +181,48 @@ def run_finalist(opts: TrainOptions, finalist: Probe, *, steps: int, images: int
 
 
 def run_round2(base: TrainOptions, out: Path, finalists: list[Probe], *, epochs: int, steps: int,
-               images: int, attack, bn_batches: int, resume: bool = False, keep: bool = False,
-               say=print, finalist=run_finalist) -> list[Probe]:
+               images: int, attack, bn_batches: int, full: bool = False, resume: bool = False,
+               keep: bool = False, say=print, finalist=run_finalist) -> list[Probe]:
     """Each finalist trained for `epochs` epochs and scored with PGD-`steps` on `images`
-    held-out images (`finalist` runs one; tests replace it); `resume`/`keep` as run_probes."""
+    held-out images (`finalist` runs one; tests replace it); `resume`/`keep` as run_probes.
+    `full` (`epochs` is the fine-tune's): each run is a fine-tune, scored on its best.pt (what
+    would ship), its checkpoints kept for the pipeline to take the winner's
+    (`take_winner`)."""
     done = []
     for i, first in enumerate(finalists):
         name = replace(first, round=2).name
-        opts = round2_options(base, out / name, first, epochs=epochs, resume=resume)
+        opts = round2_options(base, out / name, first, epochs=epochs, full=full, resume=resume)
         kept = read_result(opts) if resume else None
         if kept is not None:
             check(kept.steps == steps, "resume", f"{opts.out} was scored with PGD-{kept.steps}, "
                   f"this run asks for PGD-{steps} (--confirm-steps): pass the same, or --overwrite")
-        result = kept or save_result(opts, finalist(opts, first, steps=steps, images=images,
-                                                     attack=attack, bn_batches=bn_batches))
+        result = kept or save_result(opts, finalist(
+            opts, first, steps=steps, images=images, attack=attack, bn_batches=bn_batches,
+            **({"checkpoint": "best.pt"} if full else {})))
         say(f"  round 2, {i + 1}/{len(finalists)} {result.describe()}, {result.batches} batches: "
             f"held-out clean {100 * result.clean:.1f}%, PGD-{steps} {100 * result.robust:.1f}% ("
             + ("read back)" if kept else f"{result.seconds:.0f}s)"))
         done.append(result)
-        if not keep:
+        if not keep and not full:
             drop_checkpoints(Path(opts.out))
     return done
+
+
+def take_winner(probes: Path, finalists: list[Probe], chosen: Probe, train_dir: Path, *,
+                keep: bool = False) -> bool:
+    """After a full-length round 2: the chosen finalist's run becomes `train_dir` (copied, so
+    its probe.json stays for --resume), the finalists' checkpoints deleted unless `keep`. True
+    when it was copied; False when `train_dir` has a run already (--resume) or the chosen run is
+    gone (a checkout without it): the fine-tune then goes on, or trains anew."""
+    run = probes / chosen.name
+    taken = (run / "last.pt").is_file() and not (train_dir / "last.pt").is_file()
+    if taken:
+        shutil.copytree(run, train_dir, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(RESULT, LOCK_NAME))
+    if not keep:
+        for f in finalists:
+            drop_checkpoints(probes / f.name)
+    return taken
 
 
 def drop_checkpoints(run: Path) -> None:
