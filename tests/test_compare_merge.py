@@ -60,6 +60,12 @@ def test_a_table_measured_differently_is_refused_naming_the_difference(pair, cha
     assert err.value.option == "other"
 
 
+def test_the_split_is_compared_by_its_hashes_not_its_prose(pair):
+    table, other = pair
+    other["test_split"]["order"] = "reworded"
+    assert len(merge(table, other)["rows"]) == len(table["rows"]) + 2
+
+
 def test_a_row_already_in_the_table_is_never_replaced(pair):
     table, _ = pair
     with pytest.raises(OptionError, match="in the table already"):
