@@ -153,6 +153,9 @@ def test_a_tie_between_batchnorm_handlings_is_flagged():
     assert c.probe.bn == "updating" and len(c.tied) == 2  # the more accurate clean
     said = choose.warnings(updates=10**4, probes=tied, choice=c, eps=0.1)
     assert len(said) == 1 and "BatchNorm handlings apart (frozen, updating within" in said[0]
+    assert "--confirm-epochs at the fine-tune's epochs" in said[0]  # the longer test to run
+    after_full = choose.warnings(updates=10**4, probes=tied, choice=c, eps=0.1, full=True)
+    assert "--confirm-epochs" not in after_full[0] and "--probe-images" in after_full[0]
     apart = [replace(tied[0], robust=0.08), tied[1]]  # frozen clearly ahead: no tie, no warning
     assert choose.warnings(updates=10**4, probes=apart, choice=choose.pick(apart, 0.1),
                            eps=0.1) == []

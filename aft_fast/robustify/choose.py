@@ -165,7 +165,8 @@ def epochs(budget: int | None, method_default: int) -> tuple[int, str]:
 
 
 def warnings(*, updates: int, probes: list[Probe], choice: Choice, eps: float,
-             probe_steps: int = STRONG_STEPS) -> list[str]:
+             probe_steps: int = STRONG_STEPS, full: bool = False) -> list[str]:
+    """`full`: round 2 fine-tuned each handling to the end (nothing longer is left to try)."""
     out = []
     if probe_steps < STRONG_STEPS:
         out.append(f"the probes were scored with PGD-{probe_steps} (--eval-steps): a weak attack "
@@ -181,8 +182,10 @@ def warnings(*, updates: int, probes: list[Probe], choice: Choice, eps: float,
                    f"({', '.join(handlings)} within {100 * choice.tolerance:.1f} points, the "
                    f"noise of {choice.probe.n} held-out images), so the more accurate clean was kept; on "
                    "EfficientNet-Lite0 such a tie hid a 5.8-point PGD-50 difference at the end of "
-                   "the fine-tune (benchmarks/results/robustify/): fine-tune with the other "
-                   "handling too (--bn-handling) and compare, or raise --probe-images")
+                   "the fine-tune (benchmarks/results/robustify/): "
+                   + ("raise --probe-images to score them on more held-out images" if full else
+                      "run again with --confirm-epochs at the fine-tune's epochs (a whole "
+                      "fine-tune per handling, the better one kept), or raise --probe-images"))
     if max(p.robust for p in probes) <= ZERO:
         out.append(f"no probe reached {100 * ZERO:g}% held-out robust accuracy at eps {eps:.4g}: "
                    "the eps may be too large for this model and data, or the budget too small")

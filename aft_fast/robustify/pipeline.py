@@ -98,7 +98,8 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     updates = epochs * math.ceil(spec.train_size / base.batch_size) * method.replays
     every = probes + (deciding if finals else [])  # both rounds
     alerts = choose.warnings(updates=updates, probes=every, choice=choice, eps=base.eps,
-                             probe_steps=min(p.steps or held["steps"] for p in deciding))
+                             probe_steps=min(p.steps or held["steps"] for p in deciding),
+                             full=bool(finals) and full)
     choices = {**choose.as_record(every, choice, deciding), "epochs": epochs,
                "epochs_why": epochs_why,
                "updates": updates, "warnings": alerts}
