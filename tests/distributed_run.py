@@ -53,7 +53,10 @@ def main() -> None:
                            global_batch=args.global_batch or None, epochs=args.epochs, lr=0.05,
                            eval_max_batches=1, eval_steps=0, steps=1, eps=0.1, quiet=True,
                            device="cpu", out=args.out, resume=args.resume,
-                           save_every=args.save_every, workers=0))
+                           save_every=args.save_every, workers=0,
+                           # fp32: one process and two (a gradient all-reduce) agree to rounding
+                           # there; --amp auto is bf16 on a CPU with native bf16 (AMX)
+                           amp="none"))
     print("RESOLVED", s["config"]["resolved"]["world_size"], s["config"]["resolved"]["global_batch"],
           s["config"]["resolved"]["batch_per_process"], flush=True)
 
