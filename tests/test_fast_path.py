@@ -126,7 +126,11 @@ def test_train_cli_takes_the_bare_flag_and_an_old_config(tmp_path):
 def test_evaluation_layout_keeps_fp32_numerics(arch, channels, side):
     """The channels_last model (NCHW images) computes the NCHW model's fp32 input gradient up
     to float rounding, and PGD from the same starts ends at nearly the same examples (a sign
-    step turns a rounding difference of a near-zero gradient into a different pixel)."""
+    step turns a rounding difference of a near-zero gradient into a different pixel). Up to
+    rounding at almost every pixel: a ReLU whose input lies within rounding of zero may switch
+    between the layouts, and the gradient is discontinuous there (on an Intel Xeon, one of
+    preact_resnet18's 262,144 layer3 pre-activations, 4.4e-8 from zero, moved 0.5% of the
+    input gradient's entries, 1.3e-3 of its norm; the NCHW fp32 and fp64 masks agreed)."""
     import copy
 
     from aft_fast.attacks import AttackConfig, pgd
@@ -139,8 +143,9 @@ def test_evaluation_layout_keeps_fp32_numerics(arch, channels, side):
     fast = fast_path.for_evaluation(copy.deepcopy(model))
     conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d))
     assert not conv.weight.is_contiguous()  # channels_last indeed
-    torch.testing.assert_close(input_grad(fast, x, y)[0], input_grad(model, x, y)[0],
-                               rtol=1e-4, atol=1e-6)
+    got, want = input_grad(fast, x, y)[0], input_grad(model, x, y)[0]
+    close = (got - want).abs() <= 1e-6 + 1e-4 * want.abs()
+    assert close.float().mean() > 0.98 and (got - want).norm() < 1e-2 * want.norm()
     cfg = AttackConfig(0.1, 0.025, 5)
     plain = pgd(model, x, y, cfg, generator=torch.Generator().manual_seed(1))
     adv = pgd(fast, x, y, cfg, generator=torch.Generator().manual_seed(1))
