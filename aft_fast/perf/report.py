@@ -113,6 +113,7 @@ def write_bench_plot(result: dict, path) -> None:
         for i, v in enumerate(hours):
             ax2.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
         ax2.set(ylabel="hours", title="projected full run (ImageNet-size epochs)")
+        ax2.tick_params(axis="x", labelrotation=30)  # ten method names do not fit side by side
     s = result["settings"]
     fig.suptitle(f"{s['arch']} {s['image_size']}px batch {s['batch']} — "
                  f"{result['environment']['device']}", fontsize=9)
