@@ -79,7 +79,7 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     chance = 1 / len(spec.class_indices or range(spec.num_classes))
     finals = choose.finalists(probes, chance, opts.bn_handling) if opts.confirm_epochs else []
     epochs, epochs_why = choose.epochs(opts.budget, method.default_epochs())
-    full = opts.confirm_epochs >= epochs  # round 2's runs are the fine-tunes: the winner's is kept
+    full = bool(finals) and opts.confirm_epochs >= epochs  # round 2 runs the fine-tunes themselves
     deciding = probes
     if finals:
         say(f"  round 2: the best probe of each BatchNorm handling fine-tuned for "
@@ -99,7 +99,7 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     every = probes + (deciding if finals else [])  # both rounds
     alerts = choose.warnings(updates=updates, probes=every, choice=choice, eps=base.eps,
                              probe_steps=min(p.steps or held["steps"] for p in deciding),
-                             full=bool(finals) and full)
+                             full=full)
     choices = {**choose.as_record(every, choice, deciding), "epochs": epochs,
                "epochs_why": epochs_why,
                "updates": updates, "warnings": alerts}
@@ -109,8 +109,8 @@ def robustify(train_opts: TrainOptions, opts: RobustifyOptions, *, command: str 
     seconds["probes"] = _lap(clock, seconds)
 
     say(f"3/5 fine-tuning with {base.method} into {base.out}")
-    taken = bool(finals) and full and take_winner(out / "probes", deciding, choice.probe,
-                                                   out / "train", keep=opts.keep_probes)
+    taken = full and take_winner(out / "probes", deciding, choice.probe, out / "train",
+                                 keep=opts.keep_probes)
     going_on = (opts.resume or taken) and (out / "train" / "last.pt").is_file()
     run_opts = replace(base, lr=choice.probe.lr, freeze_bn_stats=choice.probe.freeze_bn_stats,
                        epochs=epochs, resume=going_on, overwrite=not going_on)
