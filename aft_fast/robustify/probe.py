@@ -198,7 +198,7 @@ def run_round2(base: TrainOptions, out: Path, finalists: list[Probe], *, epochs:
                   f"this run asks for PGD-{steps} (--confirm-steps): pass the same, or --overwrite")
         result = kept or save_result(opts, finalist(
             opts, first, steps=steps, images=images, attack=attack, bn_batches=bn_batches,
-            **({"checkpoint": "best.pt"} if full else {})))
+            checkpoint="best.pt" if full else "last.pt"))
         say(f"  round 2, {i + 1}/{len(finalists)} {result.describe()}, {result.batches} batches: "
             f"held-out clean {100 * result.clean:.1f}%, PGD-{steps} {100 * result.robust:.1f}% ("
             + ("read back)" if kept else f"{result.seconds:.0f}s)"))
